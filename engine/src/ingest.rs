@@ -1,0 +1,176 @@
+//! The ingest side as a whole: fetch the log list, start one watcher per selected log,
+//! refresh the list every hour (start watchers for new logs, stop those that left), save
+//! positions every few seconds, and on shutdown stop every watcher and save once more.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::error::Error;
+use crate::http::{self, ClientConfig, HttpClient};
+use crate::json::LogSource;
+use crate::loglist::{self, LogInfo, LogKind, StateFilter};
+use crate::positions::Positions;
+use crate::stats::Stats;
+use crate::watcher::{self, Ctx, Log, RateLimiter, Sink, WatcherConfig};
+
+/// Everything the ingest side is configured with.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// Log list URL or file.
+    pub log_list: String,
+    pub states: StateFilter,
+    pub client: ClientConfig,
+    pub watcher: WatcherConfig,
+    /// How often the log list is fetched again.
+    pub refresh: Duration,
+    /// How often positions are written.
+    pub save_interval: Duration,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            log_list: loglist::GOOGLE_LOG_LIST.to_owned(),
+            states: StateFilter::default(),
+            client: ClientConfig::default(),
+            watcher: WatcherConfig::default(),
+            refresh: Duration::from_secs(3600),
+            save_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+struct Running {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// Runs until `shutdown` turns true, then stops every watcher and saves positions.
+pub async fn run(
+    cfg: IngestConfig,
+    sink: Arc<dyn Sink>,
+    positions: Arc<Positions>,
+    stats: Arc<Stats>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), Error> {
+    let client = HttpClient::new(&cfg.client)?;
+    let ctx = Arc::new(Ctx {
+        client: client.clone(),
+        sink,
+        positions: positions.clone(),
+        stats: stats.clone(),
+        config: cfg.watcher.clone(),
+    });
+    let saver = {
+        let positions = positions.clone();
+        let stats = stats.clone();
+        let mut stop = shutdown.clone();
+        let every = cfg.save_interval;
+        tokio::spawn(async move {
+            while watcher::sleep_or_stop(every, &mut stop).await {
+                let p = positions.clone();
+                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || p.save()).await {
+                    stats.position_save_errors.fetch_add(1, Relaxed);
+                    tracing::error!(error = %e, "saving positions failed");
+                }
+            }
+        })
+    };
+
+    let mut running: HashMap<String, Running> = HashMap::new();
+    let mut limiters: HashMap<String, Arc<RateLimiter>> = HashMap::new();
+    let mut retry = watcher::Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
+    loop {
+        let wait = match load_list(&client, &cfg.log_list).await {
+            Ok(all) => {
+                retry.reset();
+                let selected = loglist::select(&all, &cfg.states);
+                reconcile(&ctx, &selected, &mut running, &mut limiters, &cfg);
+                cfg.refresh
+            }
+            Err(e) => {
+                stats.loglist_errors.fetch_add(1, Relaxed);
+                let d = if running.is_empty() {
+                    retry.next(None)
+                } else {
+                    retry.next(None).max(Duration::from_secs(60)).min(cfg.refresh)
+                };
+                tracing::error!(source = %cfg.log_list, error = %e, retry_in = ?d, "log list unavailable; keeping the current watchers");
+                d
+            }
+        };
+        if !watcher::sleep_or_stop(wait, &mut shutdown).await {
+            break;
+        }
+    }
+
+    for (_, r) in running.iter() {
+        let _ = r.stop.send(true);
+    }
+    for (_, r) in running.drain() {
+        let _ = r.task.await;
+    }
+    let _ = saver.await;
+    let p = positions.clone();
+    tokio::task::spawn_blocking(move || p.save())
+        .await
+        .map_err(|e| Error::Protocol(e.to_string()))??;
+    tracing::info!("ingest stopped; positions saved");
+    Ok(())
+}
+
+async fn load_list(client: &HttpClient, source: &str) -> Result<Vec<LogInfo>, Error> {
+    let body = http::fetch_url_or_file(client, source).await?;
+    loglist::parse(&mut body.to_vec())
+}
+
+fn reconcile(
+    ctx: &Arc<Ctx>,
+    selected: &[LogInfo],
+    running: &mut HashMap<String, Running>,
+    limiters: &mut HashMap<String, Arc<RateLimiter>>,
+    cfg: &IngestConfig,
+) {
+    let wanted: HashMap<&str, &LogInfo> = selected.iter().map(|l| (l.url.as_str(), l)).collect();
+    running.retain(|url, r| {
+        let keep = wanted.contains_key(url.as_str());
+        if !keep {
+            tracing::info!(log = %url, "log left the list; stopping its watcher");
+            let _ = r.stop.send(true);
+        }
+        keep
+    });
+    for info in selected {
+        if running.contains_key(&info.url) {
+            continue;
+        }
+        if info.kind == LogKind::StaticCt {
+            tracing::debug!(log = %info.url, "static-ct-api log not watched by this build");
+            continue;
+        }
+        let stats = ctx.stats.log(&info.url, &info.description, &info.operator, "rfc6962");
+        let limiter = limiters
+            .entry(info.operator.clone())
+            .or_insert_with(|| Arc::new(RateLimiter::new(cfg.watcher.operator_rate)))
+            .clone();
+        let log = Arc::new(Log {
+            source: Arc::new(LogSource::new(
+                stats.id,
+                &info.url,
+                &info.description,
+                Some(&info.operator),
+            )),
+            stats,
+            limiter,
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        tracing::info!(log = %info.url, name = %info.description, state = info.state.as_str(), "watching");
+        let task = tokio::spawn(watcher::run_rfc6962(ctx.clone(), log, stop_rx));
+        running.insert(info.url.clone(), Running { stop, task });
+    }
+}

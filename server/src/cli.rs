@@ -1,0 +1,315 @@
+//! Command line: `certstream-server [OPTIONS]` runs the service; `decode` and `cert` print
+//! certstream's format for local files; `ctlog-sim` runs the CT log simulator.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use certstream_engine::http::ClientConfig;
+use certstream_engine::ingest::IngestConfig;
+use certstream_engine::loglist::{StateFilter, GOOGLE_LOG_LIST};
+use certstream_engine::sim::{self, Faults, LogConfig, SimConfig, Source};
+use certstream_engine::watcher::{StartAt, WatcherConfig};
+use clap::{Args, Parser, Subcommand};
+
+use crate::service::{self, Recorder, ServiceConfig};
+use crate::tools::{self, DecodeOptions, Stream};
+
+#[derive(Debug, Parser)]
+#[command(name = "certstream-server", version, about = "Every new certificate from every Certificate Transparency log, live")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print one message per entry of a get-entries body (file or `-` for stdin).
+    Decode {
+        /// The get-entries JSON body.
+        #[arg(default_value = "-")]
+        input: PathBuf,
+        /// Which stream's message to print.
+        #[arg(long, value_enum, default_value = "full")]
+        stream: Stream,
+        /// `cert_index` of the first entry.
+        #[arg(long, default_value_t = 0)]
+        index: u64,
+        #[arg(long, default_value = "ct.example/log")]
+        source_url: String,
+        #[arg(long, default_value = "Example log")]
+        source_name: String,
+        /// Fixed `seen` value (default: now).
+        #[arg(long)]
+        seen: Option<f64>,
+    },
+    /// Print the `leaf_cert` object of one DER or PEM certificate (file or `-`).
+    Cert {
+        #[arg(default_value = "-")]
+        input: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Port to serve on.
+    #[arg(long, env = "PORT", default_value_t = 4000)]
+    pub port: u16,
+    /// Address to serve on.
+    #[arg(long, env = "CERTSTREAM_HOST", default_value = "0.0.0.0")]
+    pub host: String,
+    /// CT log list (v3): a URL or a local file.
+    #[arg(long, env = "CERTSTREAM_LOG_LIST", default_value = GOOGLE_LOG_LIST)]
+    pub log_list: String,
+    /// Log states to watch, comma separated (pending, qualified, usable, readonly, retired, rejected, or all).
+    #[arg(long, env = "CERTSTREAM_LOG_STATES", default_value = "usable,qualified,readonly")]
+    pub log_states: String,
+    /// Extra CA certificates (PEM) to trust for log URLs, besides the system roots.
+    #[arg(long, env = "CERTSTREAM_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Where a log without a saved position starts: head, head-N or an index.
+    #[arg(long, env = "CERTSTREAM_START", default_value = "head")]
+    pub start: StartAt,
+    /// File of saved log positions (resumed on restart).
+    #[arg(long, env = "CERTSTREAM_POSITIONS", default_value = "certstream-positions.json")]
+    pub positions: PathBuf,
+    /// Keep positions in memory only.
+    #[arg(long)]
+    pub no_positions: bool,
+    /// Seconds between position saves.
+    #[arg(long, default_value_t = 2.0)]
+    pub save_interval: f64,
+    /// Entries asked for per get-entries until a log's cap is learned.
+    #[arg(long, default_value_t = 1024)]
+    pub max_batch: u64,
+    /// get-entries requests in flight per log.
+    #[arg(long, default_value_t = 4)]
+    pub max_in_flight: usize,
+    /// Requests per second per log operator (0: unlimited).
+    #[arg(long, default_value_t = 20.0)]
+    pub operator_rate: f64,
+    /// Seconds between get-sth polls of a caught-up log.
+    #[arg(long, default_value_t = 5.0)]
+    pub poll_interval: f64,
+    /// Seconds between log list refreshes.
+    #[arg(long, default_value_t = 3600.0)]
+    pub refresh_interval: f64,
+    /// Run against an in-process simulated CT log instead of the public logs (no network).
+    #[arg(long)]
+    pub demo: bool,
+    /// Certificates per second the demo log grows by.
+    #[arg(long, default_value_t = 20.0)]
+    pub demo_rate: f64,
+    /// Folder of get-entries bodies or DER certificates for the demo log (default: generated).
+    #[arg(long)]
+    pub demo_source: Option<PathBuf>,
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.clamp(0.0, 1e9))
+}
+
+impl RunArgs {
+    /// The service configuration these options describe.
+    pub fn config(&self) -> anyhow::Result<ServiceConfig> {
+        let ingest = IngestConfig {
+            log_list: self.log_list.clone(),
+            states: StateFilter::parse(&self.log_states)?,
+            client: ClientConfig {
+                ca_file: self.ca_file.clone(),
+                ..ClientConfig::default()
+            },
+            watcher: WatcherConfig {
+                poll_interval: secs(self.poll_interval),
+                max_batch: self.max_batch.max(1),
+                max_in_flight: self.max_in_flight.max(1),
+                start: self.start,
+                operator_rate: self.operator_rate,
+                ..WatcherConfig::default()
+            },
+            refresh: secs(self.refresh_interval),
+            save_interval: secs(self.save_interval),
+        };
+        let demo = self.demo.then(|| SimConfig {
+            logs: vec![LogConfig {
+                name: "demo".into(),
+                source: match &self.demo_source {
+                    Some(p) => Source::Dir(p.clone()),
+                    None => Source::Generated(256),
+                },
+                initial_size: 0,
+                rate: self.demo_rate,
+                ..LogConfig::default()
+            }],
+            ..SimConfig::default()
+        });
+        let mut ingest = ingest;
+        if demo.is_some() {
+            ingest.watcher.start = StartAt::Index(0);
+        }
+        Ok(ServiceConfig {
+            ingest,
+            positions_file: (!self.no_positions && !self.demo).then(|| self.positions.clone()),
+            demo,
+        })
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// The `certstream-server` entry point.
+pub fn main() -> anyhow::Result<()> {
+    init_tracing();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Decode {
+            input,
+            stream,
+            index,
+            source_url,
+            source_name,
+            seen,
+        }) => {
+            let body = tools::read_input(&input)?;
+            let opts = DecodeOptions {
+                stream,
+                index,
+                source_url,
+                source_name,
+                seen,
+            };
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let report = tools::decode(body, &opts, &mut out)?;
+            if report.skipped > 0 || report.leaf_errors > 0 {
+                tracing::warn!(?report, "some entries could not be fully decoded");
+            }
+            Ok(())
+        }
+        Some(Command::Cert { input }) => {
+            let data = tools::read_input(&input)?;
+            tools::cert(&data, &mut std::io::stdout().lock())
+        }
+        None => run_service(&cli.run),
+    }
+}
+
+fn run_service(args: &RunArgs) -> anyhow::Result<()> {
+    let cfg = args.config()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("ingest")
+        .enable_all()
+        .build()
+        .context("starting the ingest runtime")?;
+    rt.block_on(async {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            let _ = tx.send(true);
+        });
+        tracing::info!(log_list = %cfg.ingest.log_list, demo = cfg.demo.is_some(), "certstream starting");
+        service::run(cfg, Arc::new(Recorder::default()), rx).await
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "ctlog-sim", version, about = "A simulated RFC 6962 CT log (tests, benchmarks, demos)")]
+pub struct SimCli {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub addr: std::net::SocketAddr,
+    /// Serve HTTPS with a self-signed certificate (its PEM goes to --ca-out).
+    #[arg(long)]
+    pub tls: bool,
+    /// Where to write the TLS certificate (PEM) to trust.
+    #[arg(long)]
+    pub ca_out: Option<PathBuf>,
+    /// Number of logs.
+    #[arg(long, default_value_t = 1)]
+    pub logs: usize,
+    /// Folder of get-entries bodies or DER certificates to replay (default: generated).
+    #[arg(long)]
+    pub source: Option<PathBuf>,
+    /// Entries at start.
+    #[arg(long, default_value_t = 1000)]
+    pub initial_size: u64,
+    /// Entries added per second, per log.
+    #[arg(long, default_value_t = 10.0)]
+    pub rate: f64,
+    /// The tree stops growing at this size.
+    #[arg(long)]
+    pub max_size: Option<u64>,
+    /// Most entries per get-entries answer.
+    #[arg(long, default_value_t = 256)]
+    pub batch_cap: u64,
+    /// Faults: name=probability,... (429, 500, slow, truncated, garbage, reset, retry-after=<s>, slow-ms=<ms>, all=<p>).
+    #[arg(long, default_value = "")]
+    pub faults: String,
+}
+
+/// The `ctlog-sim` entry point: prints the log list URL and serves until interrupted.
+pub fn sim_main() -> anyhow::Result<()> {
+    init_tracing();
+    let a = SimCli::parse();
+    let faults = Faults::parse(&a.faults).map_err(anyhow::Error::msg)?;
+    let source = match &a.source {
+        Some(p) => Source::Dir(p.clone()),
+        None => Source::Generated(256),
+    };
+    let cfg = SimConfig {
+        addr: a.addr,
+        tls: a.tls,
+        logs: (0..a.logs.max(1))
+            .map(|i| LogConfig {
+                name: format!("log{i}"),
+                source: source.clone(),
+                initial_size: a.initial_size,
+                rate: a.rate,
+                max_size: a.max_size,
+                batch_cap: a.batch_cap,
+                faults: faults.clone(),
+            })
+            .collect(),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let h = sim::start(cfg).await?;
+        if let (Some(out), Some(pem)) = (&a.ca_out, &h.ca_pem) {
+            std::fs::write(out, pem).with_context(|| format!("writing {}", out.display()))?;
+        }
+        println!("{}", h.log_list_url);
+        for i in 0..h.logs.len() {
+            println!("{}", h.log_url(i));
+        }
+        tracing::info!(log_list = %h.log_list_url, "simulator serving; Ctrl-C stops it");
+        shutdown_signal().await;
+        Ok(())
+    })
+}
