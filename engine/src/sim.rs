@@ -42,6 +42,9 @@ pub struct Faults {
     pub garbage: f64,
     /// The connection is dropped without an answer.
     pub reset: f64,
+    /// A 200 in which one entry is broken (bad base64, a truncated `MerkleTreeLeaf`, or a
+    /// certificate that is not DER, in turn).
+    pub corrupt: f64,
 }
 
 impl Faults {
@@ -64,6 +67,7 @@ impl Faults {
                 "truncated" => f.truncated = p,
                 "garbage" => f.garbage = p,
                 "reset" => f.reset = p,
+                "corrupt" => f.corrupt = p,
                 "retry-after" => f.retry_after_secs = Some(p as u64),
                 "slow-ms" => f.slow_delay = Duration::from_millis(p as u64),
                 "all" => {
@@ -540,7 +544,16 @@ impl State {
         }
         let body = match call {
             "ct/v1/get-sth" => sth_json(log.tree_size()),
-            "ct/v1/get-entries" => match entries_json(log, req.uri().query().unwrap_or("")) {
+            "ct/v1/get-entries" => match entries_json(
+                log,
+                req.uri().query().unwrap_or(""),
+                if self.roll() < faults.corrupt {
+                    log.faults_injected.fetch_add(1, Relaxed);
+                    Some(self.seq.load(Relaxed))
+                } else {
+                    None
+                },
+            ) {
                 Ok(b) => b,
                 Err(msg) => return Ok(respond(StatusCode::BAD_REQUEST, msg)),
             },
@@ -571,7 +584,21 @@ fn sth_json(size: u64) -> Vec<u8> {
     .into_bytes()
 }
 
-fn entries_json(log: &SimLog, query: &str) -> Result<Vec<u8>, &'static str> {
+/// The three ways [`Faults::corrupt`] breaks an entry.
+fn corrupt_entry(variant: u64) -> (String, String) {
+    let b64 = &base64::engine::general_purpose::STANDARD;
+    let extra = b64.encode(leaf::encode_x509_extra([]));
+    match variant % 3 {
+        0 => ("!!not base64!!".into(), extra),
+        1 => (b64.encode([0u8, 0, 0, 0, 1]), extra),
+        _ => (
+            b64.encode(leaf::encode_x509_leaf(now_ms(), b"\x30\x03not a certificate")),
+            extra,
+        ),
+    }
+}
+
+fn entries_json(log: &SimLog, query: &str, corrupt: Option<u64>) -> Result<Vec<u8>, &'static str> {
     let mut start = None;
     let mut end = None;
     for kv in query.split('&') {
@@ -595,7 +622,17 @@ fn entries_json(log: &SimLog, query: &str) -> Result<Vec<u8>, &'static str> {
         if i > start {
             out.push(b',');
         }
-        let (l, x) = log.entry(i);
+        let broken;
+        let (l, x) = match corrupt {
+            Some(v) if i == start => {
+                broken = corrupt_entry(v);
+                (&broken.0, &broken.1)
+            }
+            _ => {
+                let e = log.entry(i);
+                (&e.0, &e.1)
+            }
+        };
         out.extend_from_slice(b"{\"leaf_input\":\"");
         out.extend_from_slice(l.as_bytes());
         out.extend_from_slice(b"\",\"extra_data\":\"");
