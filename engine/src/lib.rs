@@ -11,6 +11,7 @@
 //! - [`x509`]: a DER certificate → certstream's certificate fields (OpenSSL 1.1.1 texts).
 //! - [`json`]: fields → the lite, full and domains-only messages, written once.
 //! - [`frame`]: websocket frame headers around those messages; [`frame::Frames`].
+//! - [`hub`]: fanout hand-off: one bounded SPSC ring per serving core; a full ring sheds.
 //! - [`stats`]: counters the server exposes in `/stats` and `/metrics`.
 //! - [`sim`]: a CT log simulator (tests, benchmarks, `--demo`).
 #![forbid(unsafe_code)]
@@ -18,6 +19,7 @@
 pub mod error;
 pub mod frame;
 pub mod http;
+pub mod hub;
 pub mod ingest;
 pub mod json;
 pub mod leaf;

@@ -2,7 +2,6 @@
 //! certstream's format for local files; `ctlog-sim` runs the CT log simulator.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -13,7 +12,8 @@ use certstream_engine::sim::{self, Faults, LogConfig, SimConfig, Source};
 use certstream_engine::watcher::{StartAt, WatcherConfig};
 use clap::{Args, Parser, Subcommand};
 
-use crate::service::{self, Recorder, ServiceConfig};
+use crate::core::{CoreConfig, Driver};
+use crate::service::{self, Config};
 use crate::tools::{self, DecodeOptions, Stream};
 
 #[derive(Debug, Parser)]
@@ -106,6 +106,27 @@ pub struct RunArgs {
     /// Folder of get-entries bodies or DER certificates for the demo log (default: generated).
     #[arg(long)]
     pub demo_source: Option<PathBuf>,
+    /// Serving cores (threads); default: every core.
+    #[arg(long, env = "CERTSTREAM_CORES")]
+    pub cores: Option<usize>,
+    /// io driver of the serving cores.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub driver: Driver,
+    /// Frames each client may have queued before the oldest are dropped.
+    #[arg(long, default_value_t = 2048)]
+    pub client_queue: usize,
+    /// Seconds a client may keep dropping frames before it is closed with 1008.
+    #[arg(long, default_value_t = 30.0)]
+    pub slow_client_timeout: f64,
+    /// Milliseconds between hand-offs of new frames to clients (write coalescing window).
+    #[arg(long, default_value_t = 5.0)]
+    pub coalesce_ms: f64,
+    /// Most connections in all.
+    #[arg(long, env = "CERTSTREAM_MAX_CONNECTIONS", default_value_t = 200_000)]
+    pub max_connections: usize,
+    /// Most connections from one IP address.
+    #[arg(long, env = "CERTSTREAM_MAX_PER_IP", default_value_t = 20_000)]
+    pub max_per_ip: usize,
 }
 
 fn secs(s: f64) -> Duration {
@@ -114,7 +135,7 @@ fn secs(s: f64) -> Duration {
 
 impl RunArgs {
     /// The service configuration these options describe.
-    pub fn config(&self) -> anyhow::Result<ServiceConfig> {
+    pub fn config(&self) -> anyhow::Result<Config> {
         let ingest = IngestConfig {
             log_list: self.log_list.clone(),
             states: StateFilter::parse(&self.log_states)?,
@@ -149,11 +170,23 @@ impl RunArgs {
         let mut ingest = ingest;
         if demo.is_some() {
             ingest.watcher.start = StartAt::Index(0);
+            ingest.watcher.poll_interval = ingest.watcher.poll_interval.min(Duration::from_secs(1));
         }
-        Ok(ServiceConfig {
+        let defaults = CoreConfig::default();
+        Ok(Config {
             ingest,
             positions_file: (!self.no_positions && !self.demo).then(|| self.positions.clone()),
             demo,
+            serve: CoreConfig {
+                cores: self.cores.unwrap_or(defaults.cores).max(1),
+                driver: self.driver,
+                client_queue: self.client_queue.max(1),
+                slow_client_timeout: secs(self.slow_client_timeout),
+                coalesce: secs(self.coalesce_ms / 1000.0),
+                max_connections: self.max_connections,
+                max_per_ip: self.max_per_ip,
+                ..defaults
+            },
         })
     }
 }
@@ -206,22 +239,24 @@ pub fn main() -> anyhow::Result<()> {
 
 fn run_service(args: &RunArgs) -> anyhow::Result<()> {
     let cfg = args.config()?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("ingest")
-        .enable_all()
-        .build()
-        .context("starting the ingest runtime")?;
-    rt.block_on(async {
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            shutdown_signal().await;
-            tracing::info!("shutting down");
+    let addr: std::net::SocketAddr = format!("{}:{}", args.host, args.port)
+        .parse()
+        .or_else(|_| format!("[{}]:{}", args.host, args.port).parse())
+        .with_context(|| format!("bad --host {:?}", args.host))?;
+    let listener = crate::listen::bind(addr).with_context(|| format!("binding {addr}"))?;
+    tracing::info!(%addr, log_list = %cfg.ingest.log_list, demo = cfg.demo.is_some(), "certstream starting");
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("signal runtime");
+            rt.block_on(shutdown_signal());
             let _ = tx.send(true);
-        });
-        tracing::info!(log_list = %cfg.ingest.log_list, demo = cfg.demo.is_some(), "certstream starting");
-        service::run(cfg, Arc::new(Recorder::default()), rx).await
-    })
+        })?;
+    service::run(cfg, listener, rx)
 }
 
 async fn shutdown_signal() {

@@ -1,112 +1,165 @@
-//! The running service: the ingest side (log list, watchers, positions) feeding a sink.
-//!
-//! Until the websocket fanout lands, the sink counts what would be broadcast and keeps the
-//! latest lite messages; a progress line is logged every few seconds.
+//! The running service: the ingest thread (log list, watchers, positions; the demo
+//! simulator when asked) publishing into the hub, and one serving thread per core.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
+use anyhow::Context as _;
+use certstream_engine::hub::Hub;
 use certstream_engine::ingest::{self, IngestConfig};
 use certstream_engine::positions::Positions;
 use certstream_engine::sim::{self, SimConfig};
 use certstream_engine::stats::Stats;
 use certstream_engine::watcher::Sink;
-use certstream_engine::Frames;
 use tokio::sync::watch;
 
-/// Keeps counts and the 25 most recent frames.
-#[derive(Debug, Default)]
-pub struct Recorder {
-    pub frames: AtomicU64,
-    pub bytes_lite: AtomicU64,
-    pub bytes_full: AtomicU64,
-    latest: Mutex<VecDeque<Frames>>,
-}
+use crate::core::{self, CoreConfig, Shared};
+use crate::listen;
 
-impl Recorder {
-    /// The most recent frames, oldest first.
-    pub fn latest(&self) -> Vec<Frames> {
-        self.latest
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .cloned()
-            .collect()
-    }
-}
-
-impl Sink for Recorder {
-    fn publish(&self, frames: Frames) {
-        self.frames.fetch_add(1, Relaxed);
-        self.bytes_lite.fetch_add(frames.lite.len() as u64, Relaxed);
-        self.bytes_full.fetch_add(frames.full.len() as u64, Relaxed);
-        let mut l = self.latest.lock().unwrap_or_else(|e| e.into_inner());
-        if l.len() == 25 {
-            l.pop_front();
-        }
-        l.push_back(frames);
-    }
-}
-
-/// What the service runs with.
+/// Everything the service runs with.
 #[derive(Debug, Clone)]
-pub struct ServiceConfig {
+pub struct Config {
     pub ingest: IngestConfig,
+    /// Where positions are saved (`None`: in memory only).
     pub positions_file: Option<std::path::PathBuf>,
     /// Start the simulator in-process and watch it instead of the configured log list.
     pub demo: Option<SimConfig>,
+    pub serve: CoreConfig,
 }
 
-/// Runs until `shutdown` turns true.
-pub async fn run(
-    mut cfg: ServiceConfig,
-    recorder: Arc<Recorder>,
-    shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    let _sim = match cfg.demo.take() {
-        Some(sim_cfg) => {
-            let sim = sim::start(sim_cfg).await?;
-            tracing::info!(log_list = %sim.log_list_url, "demo: simulated CT logs started");
-            cfg.ingest.log_list = sim.log_list_url.clone();
-            Some(sim)
-        }
-        None => None,
+/// A started service.
+pub struct Server {
+    /// The address clients connect to.
+    pub addr: SocketAddr,
+    pub shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    ingest: JoinHandle<anyhow::Result<()>>,
+    cores: Vec<JoinHandle<std::io::Result<()>>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("addr", &self.addr).finish()
+    }
+}
+
+/// Raises the open-files soft limit to the hard limit (every client is a descriptor).
+fn raise_nofile_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
     };
+    // SAFETY: getrlimit/setrlimit only read/write the struct we pass, which lives on our stack.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// Starts ingest and the serving cores; `listener` is core 0's socket (see [`listen::bind`]).
+pub fn start(mut cfg: Config, listener: TcpListener) -> anyhow::Result<Server> {
+    raise_nofile_limit();
+    let cores = cfg.serve.cores.max(1);
+    cfg.serve.cores = cores;
+    let addr = listener.local_addr()?;
+    let listeners = listen::per_core(listener, cores).context("binding per-core listeners")?;
+    let (hub, consumers) = Hub::new(cores, cfg.serve.ring_capacity);
+    let stats = Stats::new();
+    let shared = Shared::new(cfg.serve.clone(), hub.clone(), stats.clone());
     let positions = Arc::new(match &cfg.positions_file {
         Some(p) => Positions::load(p)?,
         None => Positions::in_memory(),
     });
-    let stats = Stats::new();
-    let progress = {
-        let stats = stats.clone();
-        let recorder = recorder.clone();
-        let mut stop = shutdown.clone();
-        tokio::spawn(async move {
-            let mut last = 0;
-            let every = Duration::from_secs(10);
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(every) => {}
-                    _ = stop.changed() => break,
-                }
-                let n = recorder.frames.load(Relaxed);
-                let logs = stats.logs();
-                let active = logs.iter().filter(|l| l.active.load(Relaxed) == 1).count();
-                tracing::info!(
-                    certificates = n,
-                    per_sec = (n - last) as f64 / every.as_secs_f64(),
-                    logs = active,
-                    errors = stats.http_errors.load(Relaxed) + stats.http_status_errors.load(Relaxed) + stats.bad_responses.load(Relaxed),
-                    "progress"
-                );
-                last = n;
-            }
-        })
+    let (stop, stop_rx) = watch::channel(false);
+    let ingest = {
+        let demo = cfg.demo.take();
+        let mut ingest_cfg = cfg.ingest.clone();
+        let sink: Arc<dyn Sink> = hub;
+        std::thread::Builder::new()
+            .name("ingest".into())
+            .spawn(move || -> anyhow::Result<()> {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name("ingest")
+                    .enable_all()
+                    .build()
+                    .context("starting the ingest runtime")?;
+                rt.block_on(async move {
+                    let _sim = match demo {
+                        Some(sim_cfg) => {
+                            let sim = sim::start(sim_cfg).await?;
+                            tracing::info!(log_list = %sim.log_list_url, "demo: simulated CT log started");
+                            ingest_cfg.log_list = sim.log_list_url.clone();
+                            ingest_cfg.client.ca_file = None;
+                            Some(sim)
+                        }
+                        None => None,
+                    };
+                    ingest::run(ingest_cfg, sink, positions, stats, stop_rx).await?;
+                    Ok(())
+                })
+            })?
     };
-    let sink: Arc<dyn Sink> = recorder;
-    let r = ingest::run(cfg.ingest, sink, positions, stats, shutdown).await;
-    progress.abort();
-    r.map_err(Into::into)
+    let mut core_threads = Vec::with_capacity(cores);
+    for (id, (l, ring)) in listeners.into_iter().zip(consumers).enumerate() {
+        let shared = shared.clone();
+        core_threads.push(
+            std::thread::Builder::new()
+                .name(format!("core-{id}"))
+                .spawn(move || core::run_core(id, l, ring, shared))?,
+        );
+    }
+    tracing::info!(%addr, cores, "serving");
+    Ok(Server {
+        addr,
+        shared,
+        stop,
+        ingest,
+        cores: core_threads,
+    })
+}
+
+impl Server {
+    /// Stops ingest (saving positions), then closes every client with 1001 and stops the
+    /// cores.
+    pub fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        let ingest = self
+            .ingest
+            .join()
+            .map_err(|_| anyhow::anyhow!("ingest thread panicked"))?;
+        self.shared.shutdown.store(true, Relaxed);
+        for c in self.cores {
+            match c.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "serving core failed"),
+                Err(_) => tracing::error!("serving core panicked"),
+            }
+        }
+        ingest
+    }
+}
+
+/// Runs the service until `shutdown` turns true.
+pub fn run(cfg: Config, listener: TcpListener, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let server = start(cfg, listener)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()?;
+    rt.block_on(async {
+        while !*shutdown.borrow() {
+            if shutdown.changed().await.is_err() {
+                break;
+            }
+        }
+    });
+    tracing::info!("shutting down: saving positions, closing clients");
+    let r = server.shutdown();
+    std::thread::sleep(Duration::from_millis(10));
+    r
 }

@@ -1,0 +1,408 @@
+//! One websocket client: its bounded queue, its writer (ours: vectored writes of the shared
+//! frames) and its reader (fastwebsockets: pings, closes, masking and size limits).
+//!
+//! # Slow clients
+//! Each connection queues at most `client_queue` frames. When a frame arrives and the queue
+//! is full, the **oldest** queued frame is dropped and counted (per connection and in
+//! `/metrics`): a client that cannot keep up loses old messages, never new ones, and never
+//! slows anyone else down, since the core only appends to queues and never waits for a
+//! socket. A client that has been dropping frames without once catching up (emptying its
+//! queue) for `slow_client_timeout` is closed with 1008 and a reason; if even the close frame
+//! cannot be written within a grace period, the socket is shut down.
+//!
+//! # Writes
+//! The writer takes everything queued at once (control frames first) and hands the kernel
+//! one `writev` per wake-up whose iovecs point straight into the shared `Bytes`: no copy and
+//! no per-client encoding. The core wakes writers once per coalescing tick, so a busy client
+//! gets several frames per system call.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use certstream_engine::frame::{self, OP_CLOSE, OP_PONG};
+use fastwebsockets::{OpCode, Role, WebSocketError};
+use monoio::buf::IoVecBuf;
+use monoio::io::AsyncWriteRentExt;
+
+use crate::core::CoreCounters;
+use crate::http::StreamKind;
+
+/// Most iovecs one `writev` may carry (Linux `IOV_MAX`).
+const IOV_MAX: usize = 1024;
+
+/// A single-task wake-up flag (everything on a core is single-threaded).
+#[derive(Debug, Default)]
+pub struct Notify {
+    flag: Cell<bool>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl Notify {
+    /// Wakes the waiter (or lets the next wait return at once).
+    pub fn notify(&self) {
+        self.flag.set(true);
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    /// Waits for a notification.
+    pub async fn notified(&self) {
+        poll_fn(|cx| {
+            if self.flag.replace(false) {
+                Poll::Ready(())
+            } else {
+                *self.waker.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+/// Frames of one `writev`: the `Bytes` are kept alive by the batch itself while the kernel
+/// reads them through `iov`.
+pub struct FrameBatch {
+    frames: Vec<Bytes>,
+    iov: Vec<libc::iovec>,
+}
+
+impl FrameBatch {
+    fn new() -> Self {
+        FrameBatch {
+            frames: Vec::with_capacity(64),
+            iov: Vec::with_capacity(64),
+        }
+    }
+
+    fn push(&mut self, b: Bytes) {
+        self.iov.push(libc::iovec {
+            iov_base: b.as_ptr() as *mut libc::c_void,
+            iov_len: b.len(),
+        });
+        self.frames.push(b);
+    }
+
+    fn clear(&mut self) {
+        self.iov.clear();
+        self.frames.clear();
+    }
+
+    fn len(&self) -> usize {
+        self.frames.len()
+    }
+}
+
+// SAFETY: every iovec points at the heap bytes of a `Bytes` held in `frames` of the same
+// batch. `Bytes` never moves or frees its data while a handle exists, and `iov`/`frames`
+// are only changed through `push`/`clear`, which the writer calls only while it owns the
+// batch (never while monoio holds it for a write). So the pointers stay valid for as long as
+// the batch lives, which is what `IoVecBuf` requires.
+unsafe impl IoVecBuf for FrameBatch {
+    fn read_iovec_ptr(&self) -> *const libc::iovec {
+        self.iov.as_ptr()
+    }
+
+    fn read_iovec_len(&self) -> usize {
+        self.iov.len()
+    }
+}
+
+/// A websocket client's state, shared by its reader, its writer and its core.
+#[derive(Debug)]
+pub struct Conn {
+    pub kind: StreamKind,
+    pub peer: SocketAddr,
+    fd: RawFd,
+    queue: RefCell<VecDeque<Bytes>>,
+    control: RefCell<VecDeque<Bytes>>,
+    cap: usize,
+    /// Frames dropped from this client's queue.
+    pub dropped: Cell<u64>,
+    behind_since: Cell<Option<Instant>>,
+    closing: Cell<Option<Instant>>,
+    close_queued: Cell<bool>,
+    dead: Cell<bool>,
+    reader_done: Cell<bool>,
+    wake: Notify,
+    reader_wake: Notify,
+}
+
+impl Conn {
+    pub fn new(kind: StreamKind, peer: SocketAddr, fd: RawFd, cap: usize) -> Self {
+        Conn {
+            kind,
+            peer,
+            fd,
+            queue: RefCell::new(VecDeque::with_capacity(cap.min(64))),
+            control: RefCell::new(VecDeque::new()),
+            cap: cap.max(1),
+            dropped: Cell::new(0),
+            behind_since: Cell::new(None),
+            closing: Cell::new(None),
+            close_queued: Cell::new(false),
+            dead: Cell::new(false),
+            reader_done: Cell::new(false),
+            wake: Notify::default(),
+            reader_wake: Notify::default(),
+        }
+    }
+
+    /// Whether the connection is finished (its writer has exited).
+    pub fn is_dead(&self) -> bool {
+        self.dead.get()
+    }
+
+    /// Queues a data frame, dropping the oldest when full. Returns whether one was dropped.
+    #[inline]
+    pub fn push(&self, frame: Bytes) -> bool {
+        if self.closing.get().is_some() {
+            return false;
+        }
+        let mut q = self.queue.borrow_mut();
+        let dropped = q.len() >= self.cap;
+        if dropped {
+            q.pop_front();
+            self.dropped.set(self.dropped.get() + 1);
+            if self.behind_since.get().is_none() {
+                self.behind_since.set(Some(Instant::now()));
+            }
+        }
+        q.push_back(frame);
+        dropped
+    }
+
+    /// Wakes the writer (after a batch of pushes).
+    pub fn wake(&self) {
+        self.wake.notify();
+    }
+
+    /// Queues a control frame, written before any queued data frame.
+    pub fn push_control(&self, frame: Bytes) {
+        if self.close_queued.get() {
+            return;
+        }
+        self.control.borrow_mut().push_back(frame);
+        self.wake.notify();
+    }
+
+    /// Starts closing: drops queued data, queues a close frame, wakes the writer.
+    pub fn close(&self, code: u16, reason: &str) {
+        self.start_close(code, reason, false);
+    }
+
+    /// Closes after the frames already queued have been written (graceful shutdown).
+    pub fn close_after_queue(&self, code: u16, reason: &str) {
+        self.start_close(code, reason, true);
+    }
+
+    fn start_close(&self, code: u16, reason: &str, after_queue: bool) {
+        if self.closing.get().is_some() {
+            return;
+        }
+        self.closing.set(Some(Instant::now()));
+        let mut payload = code.to_be_bytes().to_vec();
+        payload.extend_from_slice(&reason.as_bytes()[..reason.len().min(120)]);
+        let close = frame::frame(OP_CLOSE, &payload);
+        if after_queue {
+            self.queue.borrow_mut().push_back(close);
+        } else {
+            self.queue.borrow_mut().clear();
+            self.control.borrow_mut().push_back(close);
+        }
+        self.close_queued.set(true);
+        self.wake.notify();
+    }
+
+    /// How long this client has been dropping frames without catching up.
+    pub fn behind_for(&self, now: Instant) -> Option<Duration> {
+        self.behind_since.get().map(|t| now.duration_since(t))
+    }
+
+    /// How long ago closing started.
+    pub fn closing_for(&self, now: Instant) -> Option<Duration> {
+        self.closing.get().map(|t| now.duration_since(t))
+    }
+
+    /// Shuts the socket down in both directions: a pending write or read fails at once.
+    pub fn kill(&self) {
+        if self.dead.get() {
+            return;
+        }
+        // SAFETY: `fd` is the writer's socket; the writer owns the stream until it sets
+        // `dead`, and everything here runs on one thread, so while `dead` is false the fd is
+        // open and still this connection's. `shutdown` only changes the socket's state.
+        unsafe {
+            libc::shutdown(self.fd, libc::SHUT_RDWR);
+        }
+    }
+}
+
+/// Writes queued frames until the connection ends; then marks it dead.
+pub async fn writer(conn: Rc<Conn>, mut stream: monoio::net::TcpStream, counters: &CoreCounters) {
+    let mut batch = FrameBatch::new();
+    'outer: loop {
+        {
+            let mut control = conn.control.borrow_mut();
+            let mut queue = conn.queue.borrow_mut();
+            if control.is_empty() && queue.is_empty() {
+                drop((control, queue));
+                if conn.reader_done.get() && conn.closing.get().is_none() {
+                    break; // the client went away
+                }
+                conn.wake.notified().await;
+                continue;
+            }
+            while batch.len() < IOV_MAX {
+                match control.pop_front().or_else(|| queue.pop_front()) {
+                    Some(f) => batch.push(f),
+                    None => break,
+                }
+            }
+        }
+        let with_close = conn.close_queued.get()
+            && conn.control.borrow().is_empty()
+            && conn.queue.borrow().is_empty();
+        let frames = batch.len() as u64;
+        let (res, b) = stream.write_vectored_all(batch).await;
+        batch = b;
+        batch.clear();
+        match res {
+            Ok(n) => {
+                counters.messages_sent.fetch_add(frames, Relaxed);
+                counters.bytes_sent.fetch_add(n as u64, Relaxed);
+            }
+            Err(_) => break 'outer,
+        }
+        if conn.queue.borrow().is_empty() {
+            conn.behind_since.set(None);
+        }
+        if with_close {
+            // Give the client a moment to answer the close, then end.
+            let _ = monoio::time::timeout(Duration::from_secs(1), async {
+                while !conn.reader_done.get() {
+                    conn.reader_wake.notified().await;
+                }
+            })
+            .await;
+            break;
+        }
+    }
+    conn.kill();
+    conn.dead.set(true);
+    drop(stream);
+}
+
+/// Why a reader ended, for counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadEnd {
+    /// The client closed (close frame or EOF).
+    Closed,
+    /// The client broke the protocol and was closed with a code.
+    Protocol,
+}
+
+/// Reads client frames: pings get pongs, a close gets a close, everything else is ignored.
+/// Unmasked frames close with 1002, oversized ones with 1009.
+pub async fn reader<R>(conn: Rc<Conn>, io: R, max_frame: usize) -> ReadEnd
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    let (mut ws, _) = fastwebsockets::after_handshake_split(io, tokio::io::sink(), Role::Server);
+    ws.set_auto_close(false);
+    ws.set_auto_pong(false);
+    ws.set_auto_apply_mask(true);
+    ws.set_max_message_size(max_frame);
+    let mut no_send = |_| async { Ok::<(), std::io::Error>(()) };
+    let end = loop {
+        match ws.read_frame(&mut no_send).await {
+            Ok(mut f) => {
+                let mut head = [0u8; 16];
+                f.fmt_head(&mut head);
+                if head[1] & 0x80 == 0 {
+                    conn.close(1002, "client frames must be masked");
+                    break ReadEnd::Protocol;
+                }
+                match f.opcode {
+                    OpCode::Ping => conn.push_control(frame::frame(OP_PONG, &f.payload)),
+                    OpCode::Close => {
+                        let code = if f.payload.len() >= 2 {
+                            u16::from_be_bytes([f.payload[0], f.payload[1]])
+                        } else {
+                            1000
+                        };
+                        conn.close(code, "");
+                        break ReadEnd::Closed;
+                    }
+                    _ => {}
+                }
+            }
+            Err(WebSocketError::FrameTooLarge | WebSocketError::PingFrameTooLarge) => {
+                conn.close(1009, "client frame too large");
+                break ReadEnd::Protocol;
+            }
+            Err(
+                WebSocketError::UnexpectedEOF
+                | WebSocketError::ConnectionClosed
+                | WebSocketError::IoError(_),
+            ) => break ReadEnd::Closed,
+            Err(WebSocketError::InvalidUTF8) => {
+                conn.close(1007, "invalid UTF-8");
+                break ReadEnd::Protocol;
+            }
+            Err(_) => {
+                conn.close(1002, "websocket protocol error");
+                break ReadEnd::Protocol;
+            }
+        }
+    };
+    conn.reader_done.set(true);
+    conn.reader_wake.notify();
+    conn.wake.notify();
+    end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(cap: usize) -> Conn {
+        Conn::new(StreamKind::Lite, "127.0.0.1:1".parse().unwrap(), -1, cap)
+    }
+
+    #[test]
+    fn a_full_queue_drops_the_oldest_and_marks_the_client_behind() {
+        let c = conn(3);
+        for i in 0..5u8 {
+            c.push(Bytes::from(vec![i]));
+        }
+        let q: Vec<u8> = c.queue.borrow().iter().map(|b| b[0]).collect();
+        assert_eq!(q, [2, 3, 4]);
+        assert_eq!(c.dropped.get(), 2);
+        assert!(c.behind_for(Instant::now()).is_some());
+    }
+
+    #[test]
+    fn close_discards_data_and_queues_one_close_frame() {
+        let c = conn(8);
+        c.push(Bytes::from_static(b"x"));
+        c.close(1008, "too slow");
+        c.close(1000, "again");
+        assert!(c.queue.borrow().is_empty());
+        assert!(!c.push(Bytes::from_static(b"y")));
+        let control = c.control.borrow();
+        assert_eq!(control.len(), 1);
+        let (op, payload) = frame::parse(&control[0]).unwrap();
+        assert_eq!(op, OP_CLOSE);
+        assert_eq!(&payload[..2], &1008u16.to_be_bytes());
+        assert_eq!(&payload[2..], b"too slow");
+    }
+}

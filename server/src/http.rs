@@ -1,0 +1,184 @@
+//! HTTP/1.1 requests (parsed with `httparse`) and the routes of FORMAT.md.
+
+/// Which websocket stream a client subscribes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StreamKind {
+    /// `/`: certificate_update without `as_der`.
+    Lite,
+    /// `/full-stream`.
+    Full,
+    /// `/domains-only`.
+    Domains,
+}
+
+impl StreamKind {
+    pub const ALL: [StreamKind; 3] = [StreamKind::Lite, StreamKind::Full, StreamKind::Domains];
+
+    /// The path clients connect to.
+    pub fn path(self) -> &'static str {
+        match self {
+            StreamKind::Lite => "/",
+            StreamKind::Full => "/full-stream",
+            StreamKind::Domains => "/domains-only",
+        }
+    }
+
+    /// A short name for stats.
+    pub fn name(self) -> &'static str {
+        match self {
+            StreamKind::Lite => "lite",
+            StreamKind::Full => "full",
+            StreamKind::Domains => "domains",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What a path leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// A websocket stream (also `GET /` without an upgrade: see [`Route::Index`]).
+    Stream(StreamKind),
+    Latest,
+    Example,
+    Stats,
+    Metrics,
+    NotFound,
+}
+
+/// Routes a request path (query ignored, one trailing `/` accepted).
+pub fn route(path: &str) -> Route {
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    let trimmed = if path.len() > 1 {
+        path.strip_suffix('/').unwrap_or(path)
+    } else {
+        path
+    };
+    match trimmed {
+        "/" | "" => Route::Stream(StreamKind::Lite),
+        "/full-stream" => Route::Stream(StreamKind::Full),
+        "/domains-only" => Route::Stream(StreamKind::Domains),
+        "/latest.json" => Route::Latest,
+        "/example.json" => Route::Example,
+        "/stats" => Route::Stats,
+        "/metrics" => Route::Metrics,
+        _ => Route::NotFound,
+    }
+}
+
+/// A parsed request head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    /// Lower-cased names.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Request {
+    /// The first header of that (lower-case) name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Why a request head is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HttpError {
+    #[error("malformed HTTP request")]
+    Malformed,
+    #[error("request head too large")]
+    TooLarge,
+}
+
+/// Most headers a request may carry.
+pub const MAX_HEADERS: usize = 64;
+
+/// Parses a request head from the start of `buf`: `Ok(Some((request, head_len)))` when
+/// complete, `Ok(None)` when more bytes are needed.
+pub fn parse(buf: &[u8], max_head: usize) -> Result<Option<(Request, usize)>, HttpError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => {
+            if n > max_head {
+                return Err(HttpError::TooLarge);
+            }
+            let request = Request {
+                method: req.method.unwrap_or("").to_owned(),
+                path: req.path.unwrap_or("/").to_owned(),
+                headers: req
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.name.to_ascii_lowercase(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
+                    .collect(),
+            };
+            Ok(Some((request, n)))
+        }
+        Ok(httparse::Status::Partial) => {
+            if buf.len() >= max_head {
+                Err(HttpError::TooLarge)
+            } else {
+                Ok(None)
+            }
+        }
+        Err(httparse::Error::TooManyHeaders) => Err(HttpError::TooLarge),
+        Err(_) => Err(HttpError::Malformed),
+    }
+}
+
+/// A complete response that closes the connection.
+pub fn response(status: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nAccess-Control-Allow-Origin: *\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(route("/"), Route::Stream(StreamKind::Lite));
+        assert_eq!(route("/full-stream/"), Route::Stream(StreamKind::Full));
+        assert_eq!(route("/domains-only?x=1"), Route::Stream(StreamKind::Domains));
+        assert_eq!(route("/latest.json"), Route::Latest);
+        assert_eq!(route("/example.json/"), Route::Example);
+        assert_eq!(route("/stats"), Route::Stats);
+        assert_eq!(route("/metrics"), Route::Metrics);
+        assert_eq!(route("/nope"), Route::NotFound);
+        assert_eq!(route("/full-stream//"), Route::NotFound);
+    }
+
+    #[test]
+    fn parses_heads() {
+        let r = b"GET /stats HTTP/1.1\r\nHost: x\r\nUpgrade: WebSocket\r\n\r\nrest";
+        let (req, n) = parse(r, 8192).unwrap().unwrap();
+        assert_eq!(n, r.len() - 4);
+        assert_eq!(req.path, "/stats");
+        assert_eq!(req.header("upgrade"), Some("WebSocket"));
+        assert_eq!(parse(b"GET / HTTP/1.1\r\nHo", 8192), Ok(None));
+        assert_eq!(parse(b"\x16\x03\x01garbage\r\n\r\n", 8192), Err(HttpError::Malformed));
+        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(9000));
+        assert_eq!(parse(big.as_bytes(), 8192), Err(HttpError::TooLarge));
+        let many: String = (0..100).map(|i| format!("H{i}: v\r\n")).collect();
+        let many = format!("GET / HTTP/1.1\r\n{many}\r\n");
+        assert_eq!(parse(many.as_bytes(), 1 << 20), Err(HttpError::TooLarge));
+    }
+}

@@ -1,0 +1,137 @@
+//! The index page (`GET /` without an upgrade): what this is, how to connect, live counters
+//! (from `/stats`) and a live feed (a websocket to `/` from the page itself).
+
+/// The whole page: no external assets, so it works offline.
+pub const INDEX: &str = r##"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>certstream</title>
+<style>
+  :root { --bg:#0f1419; --panel:#171d24; --text:#d8dee6; --muted:#8b97a5; --accent:#4fc3f7; --ok:#81c784; }
+  * { box-sizing: border-box; }
+  body { margin:0; font:15px/1.45 system-ui, -apple-system, Segoe UI, Roboto, sans-serif; background:var(--bg); color:var(--text); }
+  header { padding:24px 32px 8px; }
+  h1 { margin:0; font-size:28px; } h1 span { color:var(--accent); }
+  header p { margin:6px 0 0; color:var(--muted); max-width:900px; }
+  main { display:grid; grid-template-columns: minmax(320px, 1fr) 2fr; gap:16px; padding:16px 32px 32px; }
+  section { background:var(--panel); border-radius:10px; padding:16px 18px; }
+  h2 { margin:0 0 10px; font-size:16px; color:var(--accent); font-weight:600; }
+  .stats { display:grid; grid-template-columns: 1fr 1fr; gap:10px; }
+  .stat b { display:block; font-size:22px; font-variant-numeric: tabular-nums; }
+  .stat small { color:var(--muted); }
+  code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size:13px; }
+  pre { background:#0b0f13; padding:10px; border-radius:6px; overflow-x:auto; margin:6px 0 12px; }
+  table { width:100%; border-collapse:collapse; font-size:13px; }
+  td, th { text-align:left; padding:3px 6px; border-bottom:1px solid #222b35; white-space:nowrap; overflow:hidden; text-overflow:ellipsis; max-width:360px; }
+  th { color:var(--muted); font-weight:500; }
+  #feed td.domain { color:var(--ok); }
+  #status { font-size:13px; color:var(--muted); }
+  #status.live { color:var(--ok); }
+  @media (max-width: 900px) { main { grid-template-columns: 1fr; } }
+</style>
+</head>
+<body>
+<header>
+  <h1><span>cert</span>stream</h1>
+  <p>Every new TLS certificate logged to the public Certificate Transparency logs, parsed and
+  broadcast live as JSON over websockets. Compatible with CertStream clients.</p>
+</header>
+<main>
+  <div>
+    <section>
+      <h2>Live</h2>
+      <div class="stats">
+        <div class="stat"><b id="s-processed">–</b><small>certificates processed</small></div>
+        <div class="stat"><b id="s-rate">–</b><small>certificates / second</small></div>
+        <div class="stat"><b id="s-clients">–</b><small>connected clients</small></div>
+        <div class="stat"><b id="s-logs">–</b><small>logs watched</small></div>
+      </div>
+      <p id="status">connecting…</p>
+    </section>
+    <section style="margin-top:16px">
+      <h2>Connect</h2>
+      <table>
+        <tr><td><code>/</code></td><td>every certificate, without DER</td></tr>
+        <tr><td><code>/full-stream</code></td><td>with <code>as_der</code> on every certificate</td></tr>
+        <tr><td><code>/domains-only</code></td><td>just the domain names</td></tr>
+        <tr><td><code>/latest.json</code>, <code>/example.json</code></td><td>recent messages</td></tr>
+        <tr><td><code>/stats</code>, <code>/metrics</code></td><td>JSON and Prometheus counters</td></tr>
+      </table>
+      <pre id="py">pip install certstream
+python -c "import certstream; certstream.listen_for_events(lambda m, c: print(m['data']['leaf_cert']['all_domains']), url='ws://HOST/')"</pre>
+      <pre id="js">const ws = new WebSocket("ws://HOST/domains-only");
+ws.onmessage = (e) =&gt; console.log(JSON.parse(e.data).data);</pre>
+    </section>
+    <section style="margin-top:16px">
+      <h2>Logs</h2>
+      <table id="logs"><tr><th>log</th><th>position</th><th>certs</th></tr></table>
+    </section>
+  </div>
+  <section>
+    <h2>Feed</h2>
+    <table id="feed"><thead><tr><th>seen</th><th>domains</th><th>issuer / log</th></tr></thead><tbody></tbody></table>
+  </section>
+</main>
+<script>
+(function () {
+  const host = location.host;
+  const wsBase = (location.protocol === "https:" ? "wss://" : "ws://") + host;
+  document.getElementById("py").textContent = document.getElementById("py").textContent.replace("ws://HOST", wsBase);
+  document.getElementById("js").textContent = document.getElementById("js").textContent.replace("ws://HOST", wsBase);
+  const fmt = (n) => n.toLocaleString("en-US");
+  let last = null;
+  async function poll() {
+    try {
+      const s = await (await fetch("/stats", { cache: "no-store" })).json();
+      document.getElementById("s-processed").textContent = fmt(s.processed_certificates);
+      document.getElementById("s-clients").textContent = fmt(s.clients.total);
+      const active = s.logs.filter((l) => l.active);
+      document.getElementById("s-logs").textContent = fmt(active.length);
+      const now = performance.now();
+      if (last) {
+        const rate = (s.processed_certificates - last.n) / ((now - last.t) / 1000);
+        document.getElementById("s-rate").textContent = rate.toFixed(1);
+      }
+      last = { n: s.processed_certificates, t: now };
+      const t = document.getElementById("logs");
+      t.innerHTML = "<tr><th>log</th><th>position</th><th>certs</th></tr>";
+      for (const l of active) {
+        const r = t.insertRow();
+        r.insertCell().textContent = l.name;
+        r.insertCell().textContent = fmt(l.position) + " / " + fmt(l.tree_size);
+        r.insertCell().textContent = fmt(l.processed);
+      }
+    } catch (e) { /* keep trying */ }
+  }
+  poll(); setInterval(poll, 2000);
+  const body = document.querySelector("#feed tbody");
+  let shown = 0;
+  function connect() {
+    const ws = new WebSocket(wsBase + "/");
+    const status = document.getElementById("status");
+    ws.onopen = () => { status.textContent = "live: streaming from " + wsBase + "/"; status.className = "live"; };
+    ws.onclose = () => { status.textContent = "disconnected; reconnecting…"; status.className = ""; setTimeout(connect, 2000); };
+    ws.onmessage = (e) => {
+      const m = JSON.parse(e.data);
+      if (m.message_type !== "certificate_update") return;
+      const d = m.data;
+      const r = body.insertRow(0);
+      r.className = "cert";
+      r.insertCell().textContent = new Date(d.seen * 1000).toLocaleTimeString();
+      const dom = r.insertCell(); dom.className = "domain";
+      dom.textContent = (d.leaf_cert.all_domains || []).join(", ") || "(no domain)";
+      const issuer = (d.chain && d.chain[0] && d.chain[0].subject.O) || "";
+      r.insertCell().textContent = (issuer ? issuer + " · " : "") + d.source.name;
+      shown++;
+      while (body.rows.length > 60) body.deleteRow(body.rows.length - 1);
+      document.title = "certstream (" + shown + ")";
+    };
+  }
+  connect();
+})();
+</script>
+</body>
+</html>
+"##;

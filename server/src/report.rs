@@ -1,0 +1,172 @@
+//! `/latest.json`, `/example.json`, `/stats` and `/metrics`, rendered on request from the
+//! hub's recent frames and the counters (never on the per-message path).
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering::Relaxed;
+
+use certstream_engine::frame;
+use certstream_engine::json::write_str;
+
+use crate::core::Shared;
+use crate::http::StreamKind;
+
+/// `{"messages":[...]}`: the most recent lite messages, newest last.
+pub fn latest(shared: &Shared) -> Vec<u8> {
+    let latest = shared.hub.latest();
+    let mut out = b"{\"messages\":[".to_vec();
+    for (i, f) in latest.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(frame::payload(&f.lite));
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
+/// The most recent lite message.
+pub fn example(shared: &Shared) -> Option<Vec<u8>> {
+    shared
+        .hub
+        .latest()
+        .last()
+        .map(|f| frame::payload(&f.lite).to_vec())
+}
+
+/// Processed certificates, clients per stream, per-log counts and positions.
+pub fn stats(shared: &Shared) -> Vec<u8> {
+    let e = &shared.engine;
+    let clients = shared.clients();
+    let mut out = String::with_capacity(4096);
+    let _ = write!(
+        out,
+        "{{\"processed_certificates\":{},\"uptime_seconds\":{},\"clients\":{{\"lite\":{},\"full\":{},\"domains\":{},\"total\":{}}},\"messages_sent\":{},\"bytes_sent\":{},\"dropped\":{{\"core_rings\":{},\"client_queues\":{}}},\"slow_clients_closed\":{},\"cores\":[",
+        shared.hub.published.load(Relaxed),
+        shared.started.elapsed().as_secs(),
+        clients[0],
+        clients[1],
+        clients[2],
+        clients.iter().sum::<u64>(),
+        shared.sum(|c| &c.messages_sent),
+        shared.sum(|c| &c.bytes_sent),
+        shared.hub.rings.iter().map(|r| r.dropped.load(Relaxed)).sum::<u64>(),
+        shared.sum(|c| &c.client_drops),
+        shared.sum(|c| &c.slow_closed),
+    );
+    for (i, c) in shared.cores.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(
+            out,
+            "{{\"core\":{i},\"driver\":\"{}\",\"clients\":{},\"ring_dropped\":{}}}",
+            if c.io_uring.load(Relaxed) == 1 { "io_uring" } else { "legacy" },
+            c.clients.iter().map(|v| v.load(Relaxed)).sum::<u64>(),
+            shared.hub.rings[i].dropped.load(Relaxed),
+        );
+    }
+    out.push_str("],\"ingest\":{");
+    for (i, (name, v)) in e.counters().iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "\"{name}\":{v}");
+    }
+    out.push_str("},\"logs\":[");
+    let mut bytes = out.into_bytes();
+    for (i, l) in e.logs().iter().enumerate() {
+        if i > 0 {
+            bytes.push(b',');
+        }
+        bytes.extend_from_slice(b"{\"url\":");
+        write_str(&mut bytes, &l.url);
+        bytes.extend_from_slice(b",\"name\":");
+        write_str(&mut bytes, &l.name);
+        bytes.extend_from_slice(b",\"operator\":");
+        write_str(&mut bytes, &l.operator);
+        bytes.extend_from_slice(
+            format!(
+                ",\"type\":\"{}\",\"active\":{},\"position\":{},\"tree_size\":{},\"processed\":{},\"errors\":{},\"batch_cap\":{}}}",
+                l.kind,
+                l.active.load(Relaxed) == 1,
+                l.position.load(Relaxed),
+                l.tree_size.load(Relaxed),
+                l.entries.load(Relaxed),
+                l.errors.load(Relaxed),
+                l.batch_cap.load(Relaxed),
+            )
+            .as_bytes(),
+        );
+    }
+    bytes.extend_from_slice(b"]}");
+    bytes
+}
+
+fn label(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// Prometheus text exposition format 0.0.4.
+pub fn metrics(shared: &Shared) -> String {
+    let mut o = String::with_capacity(8192);
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
+        let _ = writeln!(o, "# HELP certstream_{name} {help}");
+        let _ = writeln!(o, "# TYPE certstream_{name} {kind}");
+        for (labels, v) in samples {
+            if labels.is_empty() {
+                let _ = writeln!(o, "certstream_{name} {v}");
+            } else {
+                let _ = writeln!(o, "certstream_{name}{{{labels}}} {v}");
+            }
+        }
+    };
+    let clients = shared.clients();
+    metric(
+        "clients",
+        "gauge",
+        "Connected websocket clients per stream.",
+        &StreamKind::ALL
+            .iter()
+            .map(|k| (format!("stream=\"{}\"", k.name()), clients[k.index()]))
+            .collect::<Vec<_>>(),
+    );
+    metric("certificates_processed_total", "counter", "Certificates parsed and published.", &[(String::new(), shared.hub.published.load(Relaxed))]);
+    metric("messages_sent_total", "counter", "Websocket frames written to clients.", &[(String::new(), shared.sum(|c| &c.messages_sent))]);
+    metric("bytes_sent_total", "counter", "Bytes written to websocket clients.", &[(String::new(), shared.sum(|c| &c.bytes_sent))]);
+    metric(
+        "ring_dropped_total",
+        "counter",
+        "Certificates dropped for a core because its ring was full.",
+        &shared
+            .hub
+            .rings
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (format!("core=\"{i}\""), r.dropped.load(Relaxed)))
+            .collect::<Vec<_>>(),
+    );
+    metric("client_dropped_total", "counter", "Frames dropped from full client queues (oldest first).", &[(String::new(), shared.sum(|c| &c.client_drops))]);
+    metric("slow_clients_closed_total", "counter", "Clients closed with 1008 for staying behind.", &[(String::new(), shared.sum(|c| &c.slow_closed))]);
+    metric("protocol_closed_total", "counter", "Clients closed for breaking the websocket protocol.", &[(String::new(), shared.sum(|c| &c.protocol_closed))]);
+    metric("connections_accepted_total", "counter", "TCP connections accepted.", &[(String::new(), shared.sum(|c| &c.accepted))]);
+    metric("connections_rejected_total", "counter", "Connections refused by the connection limits.", &[(String::new(), shared.sum(|c| &c.rejected))]);
+    metric("http_requests_total", "counter", "HTTP request heads parsed.", &[(String::new(), shared.sum(|c| &c.http_requests))]);
+    metric("bad_requests_total", "counter", "Malformed or refused HTTP requests and upgrades.", &[(String::new(), shared.sum(|c| &c.bad_requests))]);
+    metric("handshake_timeouts_total", "counter", "Connections that sent no request head in time.", &[(String::new(), shared.sum(|c| &c.handshake_timeouts))]);
+    for (name, v) in shared.engine.counters() {
+        metric(&format!("ingest_{name}_total"), "counter", &format!("Ingest counter {name}."), &[(String::new(), v)]);
+    }
+    let logs = shared.engine.logs();
+    let per_log = |f: &dyn Fn(&certstream_engine::stats::LogStats) -> u64| {
+        logs.iter()
+            .map(|l| (format!("log=\"{}\"", label(&l.url)), f(l)))
+            .collect::<Vec<_>>()
+    };
+    metric("log_position", "gauge", "Next index fetched, per log.", &per_log(&|l| l.position.load(Relaxed)));
+    metric("log_tree_size", "gauge", "Latest tree size seen, per log.", &per_log(&|l| l.tree_size.load(Relaxed)));
+    metric("log_lag", "gauge", "Entries behind the tree head, per log.", &per_log(&|l| l.tree_size.load(Relaxed).saturating_sub(l.position.load(Relaxed))));
+    metric("log_certificates_total", "counter", "Certificates published, per log.", &per_log(&|l| l.entries.load(Relaxed)));
+    metric("log_errors_total", "counter", "Failed requests, per log.", &per_log(&|l| l.errors.load(Relaxed)));
+    metric("uptime_seconds", "gauge", "Seconds since start.", &[(String::new(), shared.started.elapsed().as_secs())]);
+    o
+}
