@@ -18,6 +18,7 @@ use bytes::Bytes;
 use certstream_engine::frame::{self, Frames, OP_PING};
 use certstream_engine::hub::Hub;
 use certstream_engine::stats::Stats;
+use monoio::buf::IoBufMut as _;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, IntoPollIo};
 use tokio::io::AsyncReadExt as _;
 
@@ -395,8 +396,9 @@ async fn read_head(
         if buf.capacity() - buf.len() < 512 {
             buf.reserve(2048);
         }
-        let (res, b) = stream.read(buf).await;
-        buf = b;
+        let (len, cap) = (buf.len(), buf.capacity());
+        let (res, b) = stream.read(buf.slice_mut(len..cap)).await;
+        buf = b.into_inner();
         match res {
             Ok(0) | Err(_) => return Err(None),
             Ok(_) => {}

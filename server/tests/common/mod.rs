@@ -1,0 +1,130 @@
+//! Shared by the server's integration tests: start the real service in-process on
+//! `127.0.0.1:0`, fed by the CT log simulator, and talk to it over real sockets.
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use certstream_engine::http::ClientConfig;
+use certstream_engine::ingest::IngestConfig;
+use certstream_engine::sim::{LogConfig, SimConfig, Source};
+use certstream_engine::watcher::{StartAt, WatcherConfig};
+use certstream_server::core::CoreConfig;
+use certstream_server::{listen, Config, Server};
+use serde_json::Value;
+
+/// Starts the service on `127.0.0.1:0` with an in-process simulated log growing by `rate`
+/// certificates per second.
+pub fn start(rate: f64, serve: CoreConfig) -> Server {
+    let cfg = Config {
+        ingest: IngestConfig {
+            client: ClientConfig {
+                timeout: Duration::from_secs(5),
+                ..ClientConfig::default()
+            },
+            watcher: WatcherConfig {
+                poll_interval: Duration::from_millis(100),
+                start: StartAt::Index(0),
+                operator_rate: 0.0,
+                ..WatcherConfig::default()
+            },
+            ..IngestConfig::default()
+        },
+        positions_file: None,
+        demo: Some(SimConfig {
+            logs: vec![LogConfig {
+                name: "test".into(),
+                source: Source::Generated(64),
+                initial_size: 0,
+                rate,
+                max_size: None,
+                batch_cap: 256,
+                ..LogConfig::default()
+            }],
+            ..SimConfig::default()
+        }),
+        serve,
+    };
+    let listener = listen::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    certstream_server::start(cfg, listener).unwrap()
+}
+
+/// Test-sized serving settings: two cores, short timers.
+pub fn serve_config() -> CoreConfig {
+    CoreConfig {
+        cores: 2,
+        coalesce: Duration::from_millis(2),
+        handshake_timeout: Duration::from_secs(1),
+        slow_client_timeout: Duration::from_secs(1),
+        ..CoreConfig::default()
+    }
+}
+
+pub type Ws = tungstenite::WebSocket<TcpStream>;
+
+/// A real websocket client (tungstenite) on `path`.
+pub fn ws(addr: SocketAddr, path: &str) -> Ws {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let (ws, resp) = tungstenite::client(format!("ws://{addr}{path}"), stream).unwrap();
+    assert_eq!(resp.status(), 101);
+    ws
+}
+
+/// The next non-heartbeat text message as JSON.
+pub fn next_message(ws: &mut Ws) -> Value {
+    loop {
+        match ws.read().unwrap() {
+            tungstenite::Message::Text(t) => {
+                let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                if v["message_type"] != "heartbeat" {
+                    return v;
+                }
+            }
+            tungstenite::Message::Close(c) => panic!("closed: {c:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// `GET path` with a raw HTTP/1.1 request: `(status, body)`.
+pub fn get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    let head_end = resp.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head") + 4;
+    let status: u16 = std::str::from_utf8(&resp[9..12]).unwrap().parse().unwrap();
+    (status, resp[head_end..].to_vec())
+}
+
+/// `GET path` as JSON.
+pub fn get_json(addr: SocketAddr, path: &str) -> Value {
+    let (status, body) = get(addr, path);
+    assert_eq!(status, 200, "{path}");
+    serde_json::from_slice(&body).unwrap()
+}
+
+/// Polls `cond` until it holds; panics with `what` after a generous guard (no test relies
+/// on timing: this only stops a hang).
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let guard = Instant::now() + Duration::from_secs(120);
+    while !cond() {
+        assert!(Instant::now() < guard, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The resident set size of this process (server included), in KiB.
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}

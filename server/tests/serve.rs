@@ -1,0 +1,368 @@
+//! The service over real sockets with real websocket clients (tungstenite): the three
+//! streams, the JSON endpoints, slow-client shedding and hostile clients.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use common::*;
+use serde_json::Value;
+
+#[test]
+fn three_streams_deliver_valid_messages_in_order() {
+    let server = start(200.0, serve_config());
+    let addr = server.addr;
+    let mut lite = ws(addr, "/");
+    let mut full = ws(addr, "/full-stream");
+    let mut domains = ws(addr, "/domains-only/");
+
+    let mut last = None;
+    for _ in 0..60 {
+        let m = next_message(&mut lite);
+        assert_eq!(m["message_type"], "certificate_update");
+        let d = &m["data"];
+        assert_eq!(d["update_type"], "X509LogEntry");
+        assert!(d["leaf_cert"].get("as_der").is_none(), "lite has no as_der");
+        assert!(!d["chain"].as_array().unwrap().is_empty(), "lite keeps the chain");
+        assert!(d["chain"][0].get("as_der").is_none());
+        assert!(d["seen"].is_f64());
+        assert_eq!(d["source"]["name"], "Simulated log 'test'");
+        let i = d["cert_index"].as_u64().unwrap();
+        if let Some(l) = last {
+            assert_eq!(i, l + 1, "in order, none missing");
+        }
+        last = Some(i);
+        let domains_field = d["leaf_cert"]["all_domains"].as_array().unwrap();
+        assert!(domains_field.len() >= 2);
+    }
+    for _ in 0..30 {
+        let m = next_message(&mut full);
+        let leaf = &m["data"]["leaf_cert"];
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(leaf["as_der"].as_str().unwrap())
+            .unwrap();
+        let sha1 = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &der);
+        let hex: Vec<String> = sha1.as_ref().iter().map(|b| format!("{b:02X}")).collect();
+        assert_eq!(leaf["fingerprint"], hex.join(":"), "as_der is the certificate");
+        assert!(m["data"]["chain"][0]["as_der"].is_string());
+    }
+    for _ in 0..30 {
+        let m = next_message(&mut domains);
+        assert_eq!(m["message_type"], "dns_entries");
+        assert!(m["data"].as_array().unwrap()[0].is_string());
+    }
+
+    // JSON endpoints.
+    let latest = get_json(addr, "/latest.json");
+    let msgs = latest["messages"].as_array().unwrap();
+    assert!(!msgs.is_empty() && msgs.len() <= 25);
+    assert!(msgs.iter().all(|m| m["data"]["leaf_cert"].get("as_der").is_none()));
+    let idx: Vec<u64> = msgs.iter().map(|m| m["data"]["cert_index"].as_u64().unwrap()).collect();
+    assert!(idx.windows(2).all(|w| w[0] < w[1]), "newest last");
+    let example = get_json(addr, "/example.json/");
+    assert_eq!(example["message_type"], "certificate_update");
+    let stats = get_json(addr, "/stats");
+    assert!(stats["processed_certificates"].as_u64().unwrap() >= 60);
+    assert_eq!(stats["clients"]["lite"], 1);
+    assert_eq!(stats["clients"]["full"], 1);
+    assert_eq!(stats["clients"]["domains"], 1);
+    assert_eq!(stats["logs"][0]["active"], true);
+    assert!(stats["logs"][0]["position"].as_u64().unwrap() > 0);
+
+    // /metrics is Prometheus text: every sample line is `name{labels} value`.
+    let (status, body) = get(addr, "/metrics");
+    assert_eq!(status, 200);
+    let text = String::from_utf8(body).unwrap();
+    let mut samples = 0;
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        let (name, value) = line.rsplit_once(' ').unwrap();
+        value.parse::<f64>().unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        let metric = name.split('{').next().unwrap();
+        assert!(metric.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{line}");
+        samples += 1;
+    }
+    assert!(samples > 20);
+    assert!(text.contains("certstream_clients{stream=\"lite\"} 1"));
+
+    // The index page and unknown paths.
+    let (status, page) = get(addr, "/");
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&page).contains("certstream"));
+    assert_eq!(get(addr, "/nope").0, 404);
+    assert_eq!(get(addr, "/full-stream").0, 426);
+
+    drop((lite, full, domains));
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn shutdown_closes_clients_with_1001() {
+    let server = start(50.0, serve_config());
+    let mut c = ws(server.addr, "/domains-only");
+    next_message(&mut c);
+    let t = std::thread::spawn(move || server.shutdown());
+    let code = loop {
+        match c.read() {
+            Ok(tungstenite::Message::Close(Some(f))) => break u16::from(f.code),
+            Ok(_) => continue,
+            Err(e) => panic!("no close frame: {e}"),
+        }
+    };
+    assert_eq!(code, 1001);
+    t.join().unwrap().unwrap();
+}
+
+/// Reads one server frame (unmasked): `(opcode, payload)`.
+fn read_frame(s: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
+    let mut h = [0u8; 2];
+    s.read_exact(&mut h)?;
+    let len = match h[1] & 0x7f {
+        126 => {
+            let mut b = [0u8; 2];
+            s.read_exact(&mut b)?;
+            u16::from_be_bytes(b) as usize
+        }
+        127 => {
+            let mut b = [0u8; 8];
+            s.read_exact(&mut b)?;
+            u64::from_be_bytes(b) as usize
+        }
+        n => n as usize,
+    };
+    let mut p = vec![0; len];
+    s.read_exact(&mut p)?;
+    Ok((h[0] & 0x0f, p))
+}
+
+/// A raw websocket handshake on `path`; returns the socket after the 101 head.
+fn raw_ws(addr: SocketAddr, path: &str) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut b).unwrap();
+        head.push(b[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    s
+}
+
+/// Reads frames until a close frame; returns its code (None if the socket just closed).
+fn close_code(s: &mut TcpStream) -> Option<u16> {
+    loop {
+        match read_frame(s) {
+            Ok((8, p)) => return Some(u16::from_be_bytes([p[0], p[1]])),
+            Ok(_) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+/// A healthy client keeps getting consecutive messages.
+fn healthy(addr: SocketAddr) {
+    let mut c = ws(addr, "/domains-only");
+    let mut c2 = ws(addr, "/");
+    next_message(&mut c);
+    let a = next_message(&mut c2)["data"]["cert_index"].as_u64().unwrap();
+    let b = next_message(&mut c2)["data"]["cert_index"].as_u64().unwrap();
+    assert_eq!(b, a + 1);
+}
+
+#[test]
+fn hostile_clients_are_closed_and_others_unaffected() {
+    let server = start(100.0, serve_config());
+    let addr = server.addr;
+
+    // An unmasked client frame: 1002.
+    let mut s = raw_ws(addr, "/");
+    s.write_all(b"\x81\x02hi").unwrap();
+    assert_eq!(close_code(&mut s), Some(1002));
+
+    // A masked ping gets a pong with the same payload.
+    let mut s = raw_ws(addr, "/domains-only");
+    let mask = [1u8, 2, 3, 4];
+    let payload: Vec<u8> = b"ping!".iter().enumerate().map(|(i, b)| b ^ mask[i % 4]).collect();
+    let mut f = vec![0x89, 0x80 | 5];
+    f.extend_from_slice(&mask);
+    f.extend_from_slice(&payload);
+    s.write_all(&f).unwrap();
+    let pong = loop {
+        let (op, p) = read_frame(&mut s).unwrap();
+        if op == 0xA {
+            break p;
+        }
+    };
+    assert_eq!(pong, b"ping!");
+
+    // A 16 MiB frame (only its header is sent): 1009, before any payload is read.
+    let mut s = raw_ws(addr, "/");
+    let mut h = vec![0x82, 0x80 | 127];
+    h.extend_from_slice(&(16u64 << 20).to_be_bytes());
+    h.extend_from_slice(&mask);
+    s.write_all(&h).unwrap();
+    assert_eq!(close_code(&mut s), Some(1009));
+
+    // Garbage instead of a handshake: 400 and closed.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n").unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    assert!(resp.starts_with(b"HTTP/1.1 400"), "{:?}", String::from_utf8_lossy(&resp));
+
+    // A bad upgrade (wrong version): 400.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n").unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    assert!(resp.starts_with(b"HTTP/1.1 400"));
+
+    // A head larger than the limit: 431.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(20_000)).as_bytes());
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    assert!(resp.starts_with(b"HTTP/1.1 431"));
+
+    // A handshake that never finishes: closed after the handshake timeout.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(s.read(&mut buf).unwrap_or(0), 0, "server closes the stalled connection");
+
+    healthy(addr);
+    let stats = get_json(addr, "/stats");
+    eprintln!("{stats}");
+    let metrics = String::from_utf8(get(addr, "/metrics").1).unwrap();
+    for counter in ["protocol_closed_total", "bad_requests_total", "handshake_timeouts_total"] {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("certstream_{counter}")))
+            .unwrap();
+        assert_ne!(line.rsplit_once(' ').unwrap().1, "0", "{counter} counted");
+    }
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn five_thousand_idle_connections() {
+    let server = start(20.0, serve_config());
+    let addr = server.addr;
+    let rss_before = rss_kib();
+    let idle: Vec<TcpStream> = (0..5000).map(|_| raw_ws(addr, "/domains-only")).collect();
+    wait_until("5,000 clients registered", || {
+        get_json(addr, "/stats")["clients"]["domains"].as_u64().unwrap() >= 5000
+    });
+    let rss_after = rss_kib();
+    eprintln!(
+        "5,000 idle websocket clients: RSS {rss_before} KiB -> {rss_after} KiB ({} KiB per connection, client sockets included)",
+        (rss_after.saturating_sub(rss_before)) / 5000
+    );
+    healthy(addr);
+    drop(idle);
+    wait_until("idle clients gone", || {
+        get_json(addr, "/stats")["clients"]["domains"].as_u64().unwrap() == 0
+    });
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn a_client_that_never_reads_is_shed_and_closed_while_fifty_get_everything() {
+    let mut cfg = serve_config();
+    cfg.client_queue = 64;
+    let server = start(400.0, cfg);
+    let addr = server.addr;
+
+    // The slow client: a tiny receive buffer, and it never reads.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&addr.into()).unwrap();
+    let mut slow: TcpStream = sock.into();
+    slow.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        slow,
+        "GET /full-stream HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..50)
+        .map(|_| {
+            let stop = stop.clone();
+            let mut c = ws(addr, "/");
+            std::thread::spawn(move || {
+                let mut last: Option<u64> = None;
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let m = next_message(&mut c);
+                    let i = m["data"]["cert_index"].as_u64().unwrap();
+                    if let Some(l) = last {
+                        assert_eq!(i, l + 1, "a reading client missed a message");
+                    }
+                    last = Some(i);
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let rss_start = rss_kib();
+    wait_until("the slow client to be closed", || {
+        get_json(addr, "/stats")["slow_clients_closed"].as_u64().unwrap() >= 1
+    });
+    // Keep the readers going a little past the shedding.
+    let seen_at_close = get_json(addr, "/stats")["processed_certificates"].as_u64().unwrap();
+    wait_until("more certificates", || {
+        get_json(addr, "/stats")["processed_certificates"].as_u64().unwrap() > seen_at_close + 200
+    });
+    stop.store(true, Ordering::Relaxed);
+    let counts: Vec<u64> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+    assert!(counts.iter().all(|&n| n >= 200), "{counts:?}");
+    let stats = get_json(addr, "/stats");
+    assert!(stats["dropped"]["client_queues"].as_u64().unwrap() > 0);
+    assert_eq!(stats["dropped"]["core_rings"], 0, "no core fell behind");
+    let rss_end = rss_kib();
+    eprintln!("readers got {counts:?} messages; RSS {rss_start} KiB -> {rss_end} KiB");
+    assert!(
+        rss_end < rss_start + 256 * 1024,
+        "memory grew by {} KiB while a client did not read",
+        rss_end - rss_start
+    );
+
+    // The slow client's socket is closed by the server (after what was buffered).
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0;
+    loop {
+        match slow.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => total += n,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("slow client still open: {e} after {total} bytes"),
+        }
+    }
+    eprintln!("slow client received {total} bytes before the server closed it");
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn json_endpoints_answer_before_any_certificate() {
+    let server = start(0.0, serve_config());
+    let latest = get_json(server.addr, "/latest.json");
+    assert_eq!(latest["messages"], Value::Array(vec![]));
+    assert_eq!(get(server.addr, "/example.json").0, 503);
+    server.shutdown().unwrap();
+}
