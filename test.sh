@@ -17,6 +17,56 @@ fi
 
 step() { printf '\n=== %s ===\n' "$*"; }
 
+# Installs what the client tests use; where that fails outside CI the tests skip.
+need() {
+    if [[ "${CI:-}" == "true" ]]; then
+        echo "error: $*" >&2
+        exit 1
+    fi
+    echo "warning: $* (the tests that need it will skip)" >&2
+}
+apt_install() {
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+        if [[ ! -f target/.apt-updated ]]; then
+            apt-get update -qq && mkdir -p target && touch target/.apt-updated
+        fi
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+    else
+        return 1
+    fi
+}
+
+step "test clients: the PyPI certstream client and Chromium"
+mkdir -p target
+if [[ -z "${CERTSTREAM_PYTHON:-}" ]]; then
+    venv=target/venv
+    if ! "$venv/bin/python" -c 'import certstream' 2>/dev/null; then
+        if ! python3 -m venv --help >/dev/null 2>&1; then
+            apt_install python3 python3-venv || true
+        fi
+        rm -rf "$venv"
+        if python3 -m venv "$venv" && "$venv/bin/pip" install -q certstream; then
+            echo "installed the certstream client into $venv"
+        else
+            need "could not install the certstream Python client"
+        fi
+    fi
+    if "$venv/bin/python" -c 'import certstream' 2>/dev/null; then
+        export CERTSTREAM_PYTHON="$PWD/$venv/bin/python"
+    fi
+fi
+if [[ -z "${CERTSTREAM_CHROMIUM:-}" ]]; then
+    if ! command -v chromium >/dev/null; then
+        apt_install chromium || true
+    fi
+    if command -v chromium >/dev/null; then
+        export CERTSTREAM_CHROMIUM="$(command -v chromium)"
+    else
+        need "could not install chromium"
+    fi
+fi
+echo "CERTSTREAM_PYTHON=${CERTSTREAM_PYTHON:-<unset>} CERTSTREAM_CHROMIUM=${CERTSTREAM_CHROMIUM:-<unset>}"
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -26,7 +76,7 @@ cargo clippy --locked --workspace --all-targets -- -D warnings
 step "cargo test"
 mkdir -p target
 set +e
-cargo test --locked --workspace -- --nocapture 2>&1 | tee target/test-output.log
+cargo test --locked --workspace --no-fail-fast -- --nocapture 2>&1 | tee target/test-output.log
 status=${PIPESTATUS[0]}
 set -e
 passed=$(grep -Eo '^test result: .*' target/test-output.log | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')

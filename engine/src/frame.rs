@@ -104,7 +104,10 @@ pub fn parse(frame: &[u8]) -> Option<(u8, &[u8])> {
         return None; // server frames are never masked
     }
     let (len, hlen): (usize, usize) = match b1 & 0x7f {
-        126 => (u16::from_be_bytes(frame.get(2..4)?.try_into().ok()?) as usize, 4),
+        126 => (
+            u16::from_be_bytes(frame.get(2..4)?.try_into().ok()?) as usize,
+            4,
+        ),
         127 => (
             usize::try_from(u64::from_be_bytes(frame.get(2..10)?.try_into().ok()?)).ok()?,
             10,

@@ -166,7 +166,11 @@ impl HttpClient {
                 .await
                 .map_err(|e| fail(format!("reading body: {e}")))?
                 .to_bytes();
-            let body = if gzip { gunzip(&body).map_err(fail)? } else { body };
+            let body = if gzip {
+                gunzip(&body).map_err(fail)?
+            } else {
+                body
+            };
             Ok(Response {
                 status,
                 retry_after,

@@ -98,7 +98,10 @@ pub async fn run(
                 let d = if running.is_empty() {
                     retry.next(None)
                 } else {
-                    retry.next(None).max(Duration::from_secs(60)).min(cfg.refresh)
+                    retry
+                        .next(None)
+                        .max(Duration::from_secs(60))
+                        .min(cfg.refresh)
                 };
                 tracing::error!(source = %cfg.log_list, error = %e, retry_in = ?d, "log list unavailable; keeping the current watchers");
                 d
@@ -153,7 +156,9 @@ fn reconcile(
             tracing::debug!(log = %info.url, "static-ct-api log not watched by this build");
             continue;
         }
-        let stats = ctx.stats.log(&info.url, &info.description, &info.operator, "rfc6962");
+        let stats = ctx
+            .stats
+            .log(&info.url, &info.description, &info.operator, "rfc6962");
         let limiter = limiters
             .entry(info.operator.clone())
             .or_insert_with(|| Arc::new(RateLimiter::new(cfg.watcher.operator_rate)))

@@ -103,7 +103,9 @@ pub fn decode_der(leaf_input: &[u8], extra: Bytes) -> Result<Entry, Error> {
     let (kind, leaf, chain_bytes) = match entry_type {
         0 => {
             let cert = r.vec24()?;
-            let chain = x.vec24().map_err(|_| Error::Leaf("truncated certificate_chain"))?;
+            let chain = x
+                .vec24()
+                .map_err(|_| Error::Leaf("truncated certificate_chain"))?;
             (EntryKind::X509, Cert::Leaf(cert), chain)
         }
         1 => {
@@ -128,7 +130,9 @@ pub fn decode_der(leaf_input: &[u8], extra: Bytes) -> Result<Entry, Error> {
     let mut chain = Vec::new();
     let mut c = Reader::new(chain_bytes);
     while !c.is_empty() {
-        let der = c.vec24().map_err(|_| Error::Leaf("truncated chain certificate"))?;
+        let der = c
+            .vec24()
+            .map_err(|_| Error::Leaf("truncated chain certificate"))?;
         chain.push(extra.slice_ref(der));
     }
     Ok(Entry {

@@ -130,7 +130,6 @@ impl StateFilter {
 
 #[derive(Deserialize)]
 struct RawList {
-    #[serde(default)]
     operators: Vec<RawOperator>,
 }
 
@@ -168,13 +167,17 @@ pub fn parse(body: &mut [u8]) -> Result<Vec<LogInfo>, Error> {
         simd_json::serde::from_slice(body).map_err(|e| Error::LogList(e.to_string()))?;
     let mut out = Vec::new();
     for op in raw.operators {
-        for (kind, logs) in [(LogKind::Rfc6962, op.logs), (LogKind::StaticCt, op.tiled_logs)] {
+        for (kind, logs) in [
+            (LogKind::Rfc6962, op.logs),
+            (LogKind::StaticCt, op.tiled_logs),
+        ] {
             for l in logs {
                 let url = match kind {
                     LogKind::Rfc6962 => l.url.clone(),
                     LogKind::StaticCt => l.monitoring_url.clone(),
                 };
-                let Some(url) = url.filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+                let Some(url) =
+                    url.filter(|u| u.starts_with("http://") || u.starts_with("https://"))
                 else {
                     tracing::warn!(log = %l.description, "log list entry without a usable URL, skipped");
                     continue;
@@ -200,6 +203,10 @@ pub fn parse(body: &mut [u8]) -> Result<Vec<LogInfo>, Error> {
                 });
             }
         }
+    }
+    if out.is_empty() {
+        // Never let a broken or truncated list stop every watcher.
+        return Err(Error::LogList("the list names no logs".into()));
     }
     Ok(out)
 }
@@ -241,7 +248,10 @@ mod tests {
         assert_eq!(logs[0].url, "https://a.example/1/");
         assert_eq!(logs[3].kind, LogKind::StaticCt);
         assert_eq!(logs[3].url, "https://t.example/m/");
-        assert_eq!(logs[3].submission_url.as_deref(), Some("https://t.example/s/"));
+        assert_eq!(
+            logs[3].submission_url.as_deref(),
+            Some("https://t.example/s/")
+        );
         let sel = select(&logs, &StateFilter::default());
         let names: Vec<_> = sel.iter().map(|l| l.description.as_str()).collect();
         assert_eq!(names, ["A1", "A3", "T1"]);
@@ -252,7 +262,14 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error() {
-        for body in ["", "[]", "{\"operators\":5}", "nul"] {
+        for body in [
+            "",
+            "[]",
+            "{}",
+            "{\"operators\":5}",
+            "{\"operators\":[]}",
+            "nul",
+        ] {
             assert!(parse(&mut body.as_bytes().to_vec()).is_err(), "{body}");
         }
     }
@@ -269,7 +286,9 @@ mod tests {
         let rfc = logs.iter().filter(|l| l.kind == LogKind::Rfc6962).count();
         let tiled = logs.iter().filter(|l| l.kind == LogKind::StaticCt).count();
         assert_eq!((rfc, tiled), (35, 21));
-        assert!(logs.iter().all(|l| l.key.len() > 50 && l.url.ends_with('/')));
+        assert!(logs
+            .iter()
+            .all(|l| l.key.len() > 50 && l.url.ends_with('/')));
         let sel = select(&logs, &StateFilter::default());
         assert_eq!(sel.len(), 52);
     }

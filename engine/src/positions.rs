@@ -116,7 +116,9 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), Error> {
         .unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("positions")
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("positions")
     ));
     let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
     f.write_all(data).map_err(|e| Error::io(&tmp, e))?;

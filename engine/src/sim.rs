@@ -59,7 +59,9 @@ impl Faults {
             let (k, v) = part
                 .split_once('=')
                 .ok_or_else(|| format!("fault {part:?}: expected name=value"))?;
-            let p: f64 = v.parse().map_err(|_| format!("fault {part:?}: bad number"))?;
+            let p: f64 = v
+                .parse()
+                .map_err(|_| format!("fault {part:?}: bad number"))?;
             match k {
                 "429" => f.rate_limit = p,
                 "500" => f.server_error = p,
@@ -456,7 +458,9 @@ fn log_list_json(base: &str, logs: &[Arc<SimLog>]) -> Vec<u8> {
         crate::json::write_str(&mut out, &id);
         out.extend_from_slice(b",\"key\":\"\",\"url\":");
         crate::json::write_str(&mut out, &format!("{base}logs/{}/", l.name));
-        out.extend_from_slice(b",\"mmd\":86400,\"state\":{\"usable\":{\"timestamp\":\"2026-01-01T00:00:00Z\"}}}");
+        out.extend_from_slice(
+            b",\"mmd\":86400,\"state\":{\"usable\":{\"timestamp\":\"2026-01-01T00:00:00Z\"}}}",
+        );
     }
     out.extend_from_slice(b"],\"tiled_logs\":[]}]}");
     out
@@ -517,11 +521,7 @@ impl State {
             return Ok(respond(StatusCode::NOT_FOUND, "no such log"));
         };
         log.requests.fetch_add(1, Relaxed);
-        let faults = log
-            .faults
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let faults = log.faults.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if self.roll() < faults.slow {
             tokio::time::sleep(faults.slow_delay).await;
         }
@@ -533,8 +533,10 @@ impl State {
             log.faults_injected.fetch_add(1, Relaxed);
             let mut r = respond(StatusCode::TOO_MANY_REQUESTS, "slow down");
             if let Some(s) = faults.retry_after_secs {
-                r.headers_mut()
-                    .insert(hyper::header::RETRY_AFTER, s.to_string().parse().expect("digits"));
+                r.headers_mut().insert(
+                    hyper::header::RETRY_AFTER,
+                    s.to_string().parse().expect("digits"),
+                );
             }
             return Ok(r);
         }
@@ -592,7 +594,10 @@ fn corrupt_entry(variant: u64) -> (String, String) {
         0 => ("!!not base64!!".into(), extra),
         1 => (b64.encode([0u8, 0, 0, 0, 1]), extra),
         _ => (
-            b64.encode(leaf::encode_x509_leaf(now_ms(), b"\x30\x03not a certificate")),
+            b64.encode(leaf::encode_x509_leaf(
+                now_ms(),
+                b"\x30\x03not a certificate",
+            )),
             extra,
         ),
     }

@@ -98,7 +98,10 @@ impl Stats {
             ("rate_limited", self.rate_limited.load(Relaxed)),
             ("bad_responses", self.bad_responses.load(Relaxed)),
             ("loglist_errors", self.loglist_errors.load(Relaxed)),
-            ("position_save_errors", self.position_save_errors.load(Relaxed)),
+            (
+                "position_save_errors",
+                self.position_save_errors.load(Relaxed),
+            ),
         ]
     }
 }

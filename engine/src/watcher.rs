@@ -304,8 +304,11 @@ async fn get_entries(
     get(&ctx, &log, &url).await
 }
 
+/// A `get-entries` request running in the background: `(start, end, task)`.
+type Pending = (u64, u64, tokio::task::JoinHandle<Result<Response, Failure>>);
+
 /// Aborts the requests still in flight when the watcher stops.
-struct InFlight(std::collections::VecDeque<(u64, u64, tokio::task::JoinHandle<Result<Response, Failure>>)>);
+struct InFlight(std::collections::VecDeque<Pending>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -385,9 +388,9 @@ pub async fn run_rfc6962(ctx: Arc<Ctx>, log: Arc<Log>, mut stop: watch::Receiver
             // Complete [pos, e) before anything after it is published.
             loop {
                 let requested = e - pos;
-                match result.and_then(|r| {
-                    publish_body(&ctx, &log, &mut encoder, r.body, pos, requested)
-                }) {
+                match result
+                    .and_then(|r| publish_body(&ctx, &log, &mut encoder, r.body, pos, requested))
+                {
                     Ok(n) => {
                         backoff.reset();
                         pos += n;

@@ -139,7 +139,10 @@ fn log(name: &str, size: u64, cap: u64, faults: Faults) -> LogConfig {
 /// Runs one simulated log to `size` entries and checks 0..size arrived once, in order.
 async fn exactly_once(faults: Faults, size: u64) -> Arc<Stats> {
     let sim = sim::start(SimConfig {
-        logs: vec![log("a", size, 64, faults.clone()), log("b", size, 100, faults)],
+        logs: vec![
+            log("a", size, 64, faults.clone()),
+            log("b", size, 100, faults),
+        ],
         ..SimConfig::default()
     })
     .await
@@ -160,7 +163,11 @@ async fn exactly_once(faults: Faults, size: u64) -> Arc<Stats> {
             indices.iter().zip(&want).position(|(a, b)| a != b)
         );
     }
-    let injected: u64 = sim.logs.iter().map(|l| l.faults_injected.load(Relaxed)).sum();
+    let injected: u64 = sim
+        .logs
+        .iter()
+        .map(|l| l.faults_injected.load(Relaxed))
+        .sum();
     eprintln!(
         "faults injected: {injected}; http errors {}, status errors {}, 429s {}, bad bodies {}",
         stats.http_errors.load(Relaxed),
@@ -174,7 +181,11 @@ async fn exactly_once(faults: Faults, size: u64) -> Arc<Stats> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_faults_learns_the_batch_cap() {
     let stats = exactly_once(Faults::default(), 1500).await;
-    let caps: Vec<u64> = stats.logs().iter().map(|l| l.batch_cap.load(Relaxed)).collect();
+    let caps: Vec<u64> = stats
+        .logs()
+        .iter()
+        .map(|l| l.batch_cap.load(Relaxed))
+        .collect();
     assert_eq!(caps, [64, 100]);
     assert_eq!(stats.entries.load(Relaxed), 3000);
 }
@@ -327,7 +338,10 @@ async fn log_list_changes_start_and_stop_watchers() {
             .iter()
             .map(|u| format!(r#"{{"description":"{u}","log_id":"","key":"","url":"{u}","mmd":1,"state":{{"usable":{{}}}}}}"#))
             .collect();
-        let body = format!(r#"{{"operators":[{{"name":"sim","logs":[{}]}}]}}"#, logs.join(","));
+        let body = format!(
+            r#"{{"operators":[{{"name":"sim","logs":[{}]}}]}}"#,
+            logs.join(",")
+        );
         std::fs::write(&list, body).unwrap();
     };
     write_list(&[sim.log_url(0)]);
@@ -339,11 +353,21 @@ async fn log_list_changes_start_and_stop_watchers() {
     write_list(&[sim.log_url(1)]);
     // Wait until log two delivers; by then log one's watcher has been stopped.
     let guard = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !run.stats.logs().iter().any(|l| l.url == sim.log_url(1) && l.entries.load(Relaxed) > 20) {
+    while !run
+        .stats
+        .logs()
+        .iter()
+        .any(|l| l.url == sim.log_url(1) && l.entries.load(Relaxed) > 20)
+    {
         assert!(tokio::time::Instant::now() < guard, "log two never started");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let one = run.stats.logs().into_iter().find(|l| l.url == sim.log_url(0)).unwrap();
+    let one = run
+        .stats
+        .logs()
+        .into_iter()
+        .find(|l| l.url == sim.log_url(0))
+        .unwrap();
     let guard = tokio::time::Instant::now() + Duration::from_secs(60);
     while one.active.load(Relaxed) != 0 {
         assert!(tokio::time::Instant::now() < guard, "log one never stopped");
@@ -351,7 +375,11 @@ async fn log_list_changes_start_and_stop_watchers() {
     }
     let before = one.entries.load(Relaxed);
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(one.entries.load(Relaxed), before, "a stopped watcher kept publishing");
+    assert_eq!(
+        one.entries.load(Relaxed),
+        before,
+        "a stopped watcher kept publishing"
+    );
     let (c, _) = run.finish().await;
     for (_, idx) in c.by_log() {
         assert!(idx.windows(2).all(|w| w[1] == w[0] + 1), "gap or reorder");
@@ -378,8 +406,17 @@ async fn broken_entries_are_skipped_or_sent_partially_and_counted() {
     let got = c.by_log().remove(&0).unwrap();
     let bad = stats.bad_entries.load(Relaxed);
     let unparsable = stats.leaf_parse_errors.load(Relaxed);
-    eprintln!("published {}, skipped {bad}, sent without a parsed leaf {unparsable}", got.len());
-    assert!(bad > 0 && unparsable > 0, "every kind of breakage was exercised");
+    eprintln!(
+        "published {}, skipped {bad}, sent without a parsed leaf {unparsable}",
+        got.len()
+    );
+    assert!(
+        bad > 0 && unparsable > 0,
+        "every kind of breakage was exercised"
+    );
     assert_eq!(got.len() as u64 + bad, size);
-    assert!(got.windows(2).all(|w| w[0] < w[1]), "in order, no duplicates");
+    assert!(
+        got.windows(2).all(|w| w[0] < w[1]),
+        "in order, no duplicates"
+    );
 }

@@ -17,7 +17,11 @@ use crate::service::{self, Config};
 use crate::tools::{self, DecodeOptions, Stream};
 
 #[derive(Debug, Parser)]
-#[command(name = "certstream-server", version, about = "Every new certificate from every Certificate Transparency log, live")]
+#[command(
+    name = "certstream-server",
+    version,
+    about = "Every new certificate from every Certificate Transparency log, live"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -65,7 +69,11 @@ pub struct RunArgs {
     #[arg(long, env = "CERTSTREAM_LOG_LIST", default_value = GOOGLE_LOG_LIST)]
     pub log_list: String,
     /// Log states to watch, comma separated (pending, qualified, usable, readonly, retired, rejected, or all).
-    #[arg(long, env = "CERTSTREAM_LOG_STATES", default_value = "usable,qualified,readonly")]
+    #[arg(
+        long,
+        env = "CERTSTREAM_LOG_STATES",
+        default_value = "usable,qualified,readonly"
+    )]
     pub log_states: String,
     /// Extra CA certificates (PEM) to trust for log URLs, besides the system roots.
     #[arg(long, env = "CERTSTREAM_CA_FILE")]
@@ -74,7 +82,11 @@ pub struct RunArgs {
     #[arg(long, env = "CERTSTREAM_START", default_value = "head")]
     pub start: StartAt,
     /// File of saved log positions (resumed on restart).
-    #[arg(long, env = "CERTSTREAM_POSITIONS", default_value = "certstream-positions.json")]
+    #[arg(
+        long,
+        env = "CERTSTREAM_POSITIONS",
+        default_value = "certstream-positions.json"
+    )]
     pub positions: PathBuf,
     /// Keep positions in memory only.
     #[arg(long)]
@@ -272,7 +284,11 @@ async fn shutdown_signal() {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "ctlog-sim", version, about = "A simulated RFC 6962 CT log (tests, benchmarks, demos)")]
+#[command(
+    name = "ctlog-sim",
+    version,
+    about = "A simulated RFC 6962 CT log (tests, benchmarks, demos)"
+)]
 pub struct SimCli {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:0")]

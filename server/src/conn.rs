@@ -30,7 +30,7 @@ use bytes::Bytes;
 use certstream_engine::frame::{self, OP_CLOSE, OP_PONG};
 use fastwebsockets::{OpCode, Role, WebSocketError};
 use monoio::buf::IoVecBuf;
-use monoio::io::AsyncWriteRentExt;
+use monoio::io::AsyncWriteRent;
 
 use crate::core::CoreCounters;
 use crate::http::StreamKind;
@@ -69,10 +69,16 @@ impl Notify {
 }
 
 /// Frames of one `writev`: the `Bytes` are kept alive by the batch itself while the kernel
-/// reads them through `iov`.
+/// reads them through `iov[start..]`.
+///
+/// Partial writes are tracked here ([`FrameBatch::consume`]) rather than with monoio 0.2.4's
+/// `write_vectored_all`, whose `IoVecMeta` neither advances the base of a partly written
+/// iovec nor shortens the iovec count after whole ones (it resent bytes and, once past the
+/// first iovec, handed the kernel iovecs beyond the array: `EFAULT`).
 pub struct FrameBatch {
     frames: Vec<Bytes>,
     iov: Vec<libc::iovec>,
+    start: usize,
 }
 
 impl FrameBatch {
@@ -80,6 +86,27 @@ impl FrameBatch {
         FrameBatch {
             frames: Vec::with_capacity(64),
             iov: Vec::with_capacity(64),
+            start: 0,
+        }
+    }
+
+    /// Bytes still to write.
+    fn remaining(&self) -> usize {
+        self.iov[self.start..].iter().map(|v| v.iov_len).sum()
+    }
+
+    /// Marks `n` more bytes as written.
+    fn consume(&mut self, mut n: usize) {
+        while n > 0 && self.start < self.iov.len() {
+            let v = &mut self.iov[self.start];
+            if n >= v.iov_len {
+                n -= v.iov_len;
+                self.start += 1;
+            } else {
+                v.iov_base = (v.iov_base as *mut u8).wrapping_add(n) as *mut libc::c_void;
+                v.iov_len -= n;
+                n = 0;
+            }
         }
     }
 
@@ -94,6 +121,7 @@ impl FrameBatch {
     fn clear(&mut self) {
         self.iov.clear();
         self.frames.clear();
+        self.start = 0;
     }
 
     fn len(&self) -> usize {
@@ -101,18 +129,19 @@ impl FrameBatch {
     }
 }
 
-// SAFETY: every iovec points at the heap bytes of a `Bytes` held in `frames` of the same
-// batch. `Bytes` never moves or frees its data while a handle exists, and `iov`/`frames`
-// are only changed through `push`/`clear`, which the writer calls only while it owns the
-// batch (never while monoio holds it for a write). So the pointers stay valid for as long as
-// the batch lives, which is what `IoVecBuf` requires.
+// SAFETY: every iovec in `iov[start..]` points inside the heap bytes of a `Bytes` held in
+// `frames` of the same batch (`consume` only moves a base forward within its iovec's
+// length). `Bytes` never moves or frees its data while a handle exists, and the batch is
+// only changed through `push`/`consume`/`clear`, which the writer calls only while it owns
+// it (never while monoio holds it for a write). So the pointers and the count stay valid for
+// as long as the batch lives, which is what `IoVecBuf` requires.
 unsafe impl IoVecBuf for FrameBatch {
     fn read_iovec_ptr(&self) -> *const libc::iovec {
-        self.iov.as_ptr()
+        self.iov[self.start..].as_ptr()
     }
 
     fn read_iovec_len(&self) -> usize {
-        self.iov.len()
+        self.iov.len() - self.start
     }
 }
 
@@ -250,17 +279,16 @@ impl Conn {
 pub async fn writer(conn: Rc<Conn>, mut stream: monoio::net::TcpStream, counters: &CoreCounters) {
     let mut batch = FrameBatch::new();
     'outer: loop {
+        if conn.control.borrow().is_empty() && conn.queue.borrow().is_empty() {
+            if conn.reader_done.get() && conn.closing.get().is_none() {
+                break; // the client went away
+            }
+            conn.wake.notified().await;
+            continue;
+        }
         {
             let mut control = conn.control.borrow_mut();
             let mut queue = conn.queue.borrow_mut();
-            if control.is_empty() && queue.is_empty() {
-                drop((control, queue));
-                if conn.reader_done.get() && conn.closing.get().is_none() {
-                    break; // the client went away
-                }
-                conn.wake.notified().await;
-                continue;
-            }
             while batch.len() < IOV_MAX {
                 match control.pop_front().or_else(|| queue.pop_front()) {
                     Some(f) => batch.push(f),
@@ -272,16 +300,23 @@ pub async fn writer(conn: Rc<Conn>, mut stream: monoio::net::TcpStream, counters
             && conn.control.borrow().is_empty()
             && conn.queue.borrow().is_empty();
         let frames = batch.len() as u64;
-        let (res, b) = stream.write_vectored_all(batch).await;
-        batch = b;
-        batch.clear();
-        match res {
-            Ok(n) => {
-                counters.messages_sent.fetch_add(frames, Relaxed);
-                counters.bytes_sent.fetch_add(n as u64, Relaxed);
+        let total = batch.remaining();
+        while batch.remaining() > 0 {
+            let (res, b) = stream.writev(batch).await;
+            batch = b;
+            match res {
+                Ok(0) => break 'outer,
+                Ok(n) => batch.consume(n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::debug!(peer = %conn.peer, error = %e, "write failed; connection ends");
+                    break 'outer;
+                }
             }
-            Err(_) => break 'outer,
         }
+        batch.clear();
+        counters.messages_sent.fetch_add(frames, Relaxed);
+        counters.bytes_sent.fetch_add(total as u64, Relaxed);
         if conn.queue.borrow().is_empty() {
             conn.behind_since.set(None);
         }
@@ -298,6 +333,7 @@ pub async fn writer(conn: Rc<Conn>, mut stream: monoio::net::TcpStream, counters
     }
     conn.kill();
     conn.dead.set(true);
+    tracing::debug!(peer = %conn.peer, dropped = conn.dropped.get(), "writer done");
     drop(stream);
 }
 
@@ -388,6 +424,32 @@ mod tests {
         assert_eq!(q, [2, 3, 4]);
         assert_eq!(c.dropped.get(), 2);
         assert!(c.behind_for(Instant::now()).is_some());
+    }
+
+    #[test]
+    fn partial_writes_advance_within_and_across_frames() {
+        let mut b = FrameBatch::new();
+        b.push(Bytes::from_static(b"hello"));
+        b.push(Bytes::from_static(b"world!"));
+        assert_eq!(b.remaining(), 11);
+        b.consume(3);
+        assert_eq!(b.read_iovec_len(), 2);
+        let first = b.iov[b.start];
+        assert_eq!(first.iov_len, 2);
+        assert_eq!(
+            first.iov_base as *const u8,
+            b.frames[0].as_ptr().wrapping_add(3)
+        );
+        b.consume(4);
+        assert_eq!(b.read_iovec_len(), 1);
+        assert_eq!(b.remaining(), 4);
+        assert_eq!(
+            b.iov[b.start].iov_base as *const u8,
+            b.frames[1].as_ptr().wrapping_add(2)
+        );
+        b.consume(4);
+        assert_eq!(b.remaining(), 0);
+        assert_eq!(b.read_iovec_len(), 0);
     }
 
     #[test]

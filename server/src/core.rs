@@ -308,7 +308,13 @@ async fn core_main(
         }
     }
     let deadline = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < deadline && core.conns.borrow().iter().any(|l| l.iter().any(|c| !c.is_dead())) {
+    while Instant::now() < deadline
+        && core
+            .conns
+            .borrow()
+            .iter()
+            .any(|l| l.iter().any(|c| !c.is_dead()))
+    {
         monoio::time::sleep(Duration::from_millis(20)).await;
     }
     for list in core.conns.borrow().iter() {
@@ -415,9 +421,15 @@ async fn write_all(stream: &mut monoio::net::TcpStream, data: Vec<u8>) {
     let _ = stream.write_all(data).await;
 }
 
-async fn handle(core: Rc<Core>, mut stream: monoio::net::TcpStream, peer: SocketAddr, _admission: Admission) {
+async fn handle(
+    core: Rc<Core>,
+    mut stream: monoio::net::TcpStream,
+    peer: SocketAddr,
+    _admission: Admission,
+) {
     let cfg = &core.shared.config;
-    let head = monoio::time::timeout(cfg.handshake_timeout, read_head(&mut stream, cfg.max_head)).await;
+    let head =
+        monoio::time::timeout(cfg.handshake_timeout, read_head(&mut stream, cfg.max_head)).await;
     let (req, leftover) = match head {
         Err(_) => {
             core.counters.handshake_timeouts.fetch_add(1, Relaxed);
@@ -429,10 +441,17 @@ async fn handle(core: Rc<Core>, mut stream: monoio::net::TcpStream, peer: Socket
             core.counters.bad_requests.fetch_add(1, Relaxed);
             tracing::debug!(%peer, error = %e, "bad request");
             let (status, body) = match e {
-                HttpError::TooLarge => ("431 Request Header Fields Too Large", "request head too large\n"),
+                HttpError::TooLarge => (
+                    "431 Request Header Fields Too Large",
+                    "request head too large\n",
+                ),
                 HttpError::Malformed => ("400 Bad Request", "malformed HTTP request\n"),
             };
-            write_all(&mut stream, http::response(status, "text/plain", body.as_bytes())).await;
+            write_all(
+                &mut stream,
+                http::response(status, "text/plain", body.as_bytes()),
+            )
+            .await;
             return;
         }
         Ok(Ok(r)) => r,
@@ -451,7 +470,11 @@ async fn handle(core: Rc<Core>, mut stream: monoio::net::TcpStream, peer: Socket
                 Err(e) => {
                     core.counters.bad_requests.fetch_add(1, Relaxed);
                     let body = format!("bad websocket upgrade: {e}\n");
-                    write_all(&mut stream, http::response("400 Bad Request", "text/plain", body.as_bytes())).await;
+                    write_all(
+                        &mut stream,
+                        http::response("400 Bad Request", "text/plain", body.as_bytes()),
+                    )
+                    .await;
                 }
             }
             return;
@@ -462,18 +485,30 @@ async fn handle(core: Rc<Core>, mut stream: monoio::net::TcpStream, peer: Socket
         return write_all(&mut stream, resp).await;
     }
     let resp = match route {
-        Route::Stream(StreamKind::Lite) => {
-            http::response("200 OK", "text/html; charset=utf-8", crate::page::INDEX.as_bytes())
-        }
+        Route::Stream(StreamKind::Lite) => http::response(
+            "200 OK",
+            "text/html; charset=utf-8",
+            crate::page::INDEX.as_bytes(),
+        ),
         Route::Stream(kind) => http::response(
             "426 Upgrade Required",
             "text/plain",
-            format!("{} is a websocket stream: connect with a websocket client\n", kind.path()).as_bytes(),
+            format!(
+                "{} is a websocket stream: connect with a websocket client\n",
+                kind.path()
+            )
+            .as_bytes(),
         ),
-        Route::Latest => http::response("200 OK", "application/json", &report::latest(&core.shared)),
+        Route::Latest => {
+            http::response("200 OK", "application/json", &report::latest(&core.shared))
+        }
         Route::Example => match report::example(&core.shared) {
             Some(body) => http::response("200 OK", "application/json", &body),
-            None => http::response("503 Service Unavailable", "application/json", b"{\"error\":\"no certificate seen yet\"}"),
+            None => http::response(
+                "503 Service Unavailable",
+                "application/json",
+                b"{\"error\":\"no certificate seen yet\"}",
+            ),
         },
         Route::Stats => http::response("200 OK", "application/json", &report::stats(&core.shared)),
         Route::Metrics => http::response(
@@ -488,7 +523,9 @@ async fn handle(core: Rc<Core>, mut stream: monoio::net::TcpStream, peer: Socket
 
 /// Duplicates the socket so the cold read side can run poll-based (fastwebsockets) while
 /// the hot write side stays on the native completion driver.
-fn read_side(stream: &monoio::net::TcpStream) -> std::io::Result<monoio::net::tcp::stream_poll::TcpStreamPoll> {
+fn read_side(
+    stream: &monoio::net::TcpStream,
+) -> std::io::Result<monoio::net::tcp::stream_poll::TcpStreamPoll> {
     // SAFETY: `dup` of a descriptor we own (the stream is borrowed for the call) returns a
     // new descriptor or -1; a new one is owned by nobody else, so `OwnedFd` may take it.
     let fd = unsafe { libc::dup(stream.as_raw_fd()) };

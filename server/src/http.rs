@@ -157,7 +157,10 @@ mod tests {
     fn routes() {
         assert_eq!(route("/"), Route::Stream(StreamKind::Lite));
         assert_eq!(route("/full-stream/"), Route::Stream(StreamKind::Full));
-        assert_eq!(route("/domains-only?x=1"), Route::Stream(StreamKind::Domains));
+        assert_eq!(
+            route("/domains-only?x=1"),
+            Route::Stream(StreamKind::Domains)
+        );
         assert_eq!(route("/latest.json"), Route::Latest);
         assert_eq!(route("/example.json/"), Route::Example);
         assert_eq!(route("/stats"), Route::Stats);
@@ -174,7 +177,10 @@ mod tests {
         assert_eq!(req.path, "/stats");
         assert_eq!(req.header("upgrade"), Some("WebSocket"));
         assert_eq!(parse(b"GET / HTTP/1.1\r\nHo", 8192), Ok(None));
-        assert_eq!(parse(b"\x16\x03\x01garbage\r\n\r\n", 8192), Err(HttpError::Malformed));
+        assert_eq!(
+            parse(b"\x16\x03\x01garbage\r\n\r\n", 8192),
+            Err(HttpError::Malformed)
+        );
         let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(9000));
         assert_eq!(parse(big.as_bytes(), 8192), Err(HttpError::TooLarge));
         let many: String = (0..100).map(|i| format!("H{i}: v\r\n")).collect();

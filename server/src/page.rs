@@ -22,10 +22,11 @@ pub const INDEX: &str = r##"<!doctype html>
   .stat b { display:block; font-size:22px; font-variant-numeric: tabular-nums; }
   .stat small { color:var(--muted); }
   code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size:13px; }
-  pre { background:#0b0f13; padding:10px; border-radius:6px; overflow-x:auto; margin:6px 0 12px; }
+  pre { background:#0b0f13; padding:10px; border-radius:6px; white-space:pre-wrap; word-break:break-all; margin:6px 0 12px; }
   table { width:100%; border-collapse:collapse; font-size:13px; }
   td, th { text-align:left; padding:3px 6px; border-bottom:1px solid #222b35; white-space:nowrap; overflow:hidden; text-overflow:ellipsis; max-width:360px; }
   th { color:var(--muted); font-weight:500; }
+  table.wrap td { white-space:normal; }
   #feed td.domain { color:var(--ok); }
   #status { font-size:13px; color:var(--muted); }
   #status.live { color:var(--ok); }
@@ -52,7 +53,7 @@ pub const INDEX: &str = r##"<!doctype html>
     </section>
     <section style="margin-top:16px">
       <h2>Connect</h2>
-      <table>
+      <table class="wrap">
         <tr><td><code>/</code></td><td>every certificate, without DER</td></tr>
         <tr><td><code>/full-stream</code></td><td>with <code>as_der</code> on every certificate</td></tr>
         <tr><td><code>/domains-only</code></td><td>just the domain names</td></tr>

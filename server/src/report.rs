@@ -60,7 +60,11 @@ pub fn stats(shared: &Shared) -> Vec<u8> {
         let _ = write!(
             out,
             "{{\"core\":{i},\"driver\":\"{}\",\"clients\":{},\"ring_dropped\":{}}}",
-            if c.io_uring.load(Relaxed) == 1 { "io_uring" } else { "legacy" },
+            if c.io_uring.load(Relaxed) == 1 {
+                "io_uring"
+            } else {
+                "legacy"
+            },
             c.clients.iter().map(|v| v.load(Relaxed)).sum::<u64>(),
             shared.hub.rings[i].dropped.load(Relaxed),
         );
@@ -103,7 +107,9 @@ pub fn stats(shared: &Shared) -> Vec<u8> {
 }
 
 fn label(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Prometheus text exposition format 0.0.4.
@@ -130,9 +136,24 @@ pub fn metrics(shared: &Shared) -> String {
             .map(|k| (format!("stream=\"{}\"", k.name()), clients[k.index()]))
             .collect::<Vec<_>>(),
     );
-    metric("certificates_processed_total", "counter", "Certificates parsed and published.", &[(String::new(), shared.hub.published.load(Relaxed))]);
-    metric("messages_sent_total", "counter", "Websocket frames written to clients.", &[(String::new(), shared.sum(|c| &c.messages_sent))]);
-    metric("bytes_sent_total", "counter", "Bytes written to websocket clients.", &[(String::new(), shared.sum(|c| &c.bytes_sent))]);
+    metric(
+        "certificates_processed_total",
+        "counter",
+        "Certificates parsed and published.",
+        &[(String::new(), shared.hub.published.load(Relaxed))],
+    );
+    metric(
+        "messages_sent_total",
+        "counter",
+        "Websocket frames written to clients.",
+        &[(String::new(), shared.sum(|c| &c.messages_sent))],
+    );
+    metric(
+        "bytes_sent_total",
+        "counter",
+        "Bytes written to websocket clients.",
+        &[(String::new(), shared.sum(|c| &c.bytes_sent))],
+    );
     metric(
         "ring_dropped_total",
         "counter",
@@ -145,16 +166,61 @@ pub fn metrics(shared: &Shared) -> String {
             .map(|(i, r)| (format!("core=\"{i}\""), r.dropped.load(Relaxed)))
             .collect::<Vec<_>>(),
     );
-    metric("client_dropped_total", "counter", "Frames dropped from full client queues (oldest first).", &[(String::new(), shared.sum(|c| &c.client_drops))]);
-    metric("slow_clients_closed_total", "counter", "Clients closed with 1008 for staying behind.", &[(String::new(), shared.sum(|c| &c.slow_closed))]);
-    metric("protocol_closed_total", "counter", "Clients closed for breaking the websocket protocol.", &[(String::new(), shared.sum(|c| &c.protocol_closed))]);
-    metric("connections_accepted_total", "counter", "TCP connections accepted.", &[(String::new(), shared.sum(|c| &c.accepted))]);
-    metric("connections_rejected_total", "counter", "Connections refused by the connection limits.", &[(String::new(), shared.sum(|c| &c.rejected))]);
-    metric("http_requests_total", "counter", "HTTP request heads parsed.", &[(String::new(), shared.sum(|c| &c.http_requests))]);
-    metric("bad_requests_total", "counter", "Malformed or refused HTTP requests and upgrades.", &[(String::new(), shared.sum(|c| &c.bad_requests))]);
-    metric("handshake_timeouts_total", "counter", "Connections that sent no request head in time.", &[(String::new(), shared.sum(|c| &c.handshake_timeouts))]);
+    metric(
+        "client_dropped_total",
+        "counter",
+        "Frames dropped from full client queues (oldest first).",
+        &[(String::new(), shared.sum(|c| &c.client_drops))],
+    );
+    metric(
+        "slow_clients_closed_total",
+        "counter",
+        "Clients closed with 1008 for staying behind.",
+        &[(String::new(), shared.sum(|c| &c.slow_closed))],
+    );
+    metric(
+        "protocol_closed_total",
+        "counter",
+        "Clients closed for breaking the websocket protocol.",
+        &[(String::new(), shared.sum(|c| &c.protocol_closed))],
+    );
+    metric(
+        "connections_accepted_total",
+        "counter",
+        "TCP connections accepted.",
+        &[(String::new(), shared.sum(|c| &c.accepted))],
+    );
+    metric(
+        "connections_rejected_total",
+        "counter",
+        "Connections refused by the connection limits.",
+        &[(String::new(), shared.sum(|c| &c.rejected))],
+    );
+    metric(
+        "http_requests_total",
+        "counter",
+        "HTTP request heads parsed.",
+        &[(String::new(), shared.sum(|c| &c.http_requests))],
+    );
+    metric(
+        "bad_requests_total",
+        "counter",
+        "Malformed or refused HTTP requests and upgrades.",
+        &[(String::new(), shared.sum(|c| &c.bad_requests))],
+    );
+    metric(
+        "handshake_timeouts_total",
+        "counter",
+        "Connections that sent no request head in time.",
+        &[(String::new(), shared.sum(|c| &c.handshake_timeouts))],
+    );
     for (name, v) in shared.engine.counters() {
-        metric(&format!("ingest_{name}_total"), "counter", &format!("Ingest counter {name}."), &[(String::new(), v)]);
+        metric(
+            &format!("ingest_{name}_total"),
+            "counter",
+            &format!("Ingest counter {name}."),
+            &[(String::new(), v)],
+        );
     }
     let logs = shared.engine.logs();
     let per_log = |f: &dyn Fn(&certstream_engine::stats::LogStats) -> u64| {
@@ -162,11 +228,45 @@ pub fn metrics(shared: &Shared) -> String {
             .map(|l| (format!("log=\"{}\"", label(&l.url)), f(l)))
             .collect::<Vec<_>>()
     };
-    metric("log_position", "gauge", "Next index fetched, per log.", &per_log(&|l| l.position.load(Relaxed)));
-    metric("log_tree_size", "gauge", "Latest tree size seen, per log.", &per_log(&|l| l.tree_size.load(Relaxed)));
-    metric("log_lag", "gauge", "Entries behind the tree head, per log.", &per_log(&|l| l.tree_size.load(Relaxed).saturating_sub(l.position.load(Relaxed))));
-    metric("log_certificates_total", "counter", "Certificates published, per log.", &per_log(&|l| l.entries.load(Relaxed)));
-    metric("log_errors_total", "counter", "Failed requests, per log.", &per_log(&|l| l.errors.load(Relaxed)));
-    metric("uptime_seconds", "gauge", "Seconds since start.", &[(String::new(), shared.started.elapsed().as_secs())]);
+    metric(
+        "log_position",
+        "gauge",
+        "Next index fetched, per log.",
+        &per_log(&|l| l.position.load(Relaxed)),
+    );
+    metric(
+        "log_tree_size",
+        "gauge",
+        "Latest tree size seen, per log.",
+        &per_log(&|l| l.tree_size.load(Relaxed)),
+    );
+    metric(
+        "log_lag",
+        "gauge",
+        "Entries behind the tree head, per log.",
+        &per_log(&|l| {
+            l.tree_size
+                .load(Relaxed)
+                .saturating_sub(l.position.load(Relaxed))
+        }),
+    );
+    metric(
+        "log_certificates_total",
+        "counter",
+        "Certificates published, per log.",
+        &per_log(&|l| l.entries.load(Relaxed)),
+    );
+    metric(
+        "log_errors_total",
+        "counter",
+        "Failed requests, per log.",
+        &per_log(&|l| l.errors.load(Relaxed)),
+    );
+    metric(
+        "uptime_seconds",
+        "gauge",
+        "Seconds since start.",
+        &[(String::new(), shared.started.elapsed().as_secs())],
+    );
     o
 }

@@ -146,7 +146,11 @@ impl Server {
 }
 
 /// Runs the service until `shutdown` turns true.
-pub fn run(cfg: Config, listener: TcpListener, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+pub fn run(
+    cfg: Config,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let server = start(cfg, listener)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()

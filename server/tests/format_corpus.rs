@@ -84,7 +84,9 @@ impl Table {
     fn mismatches(&self, field_prefix: &str) -> usize {
         self.by_field
             .iter()
-            .filter(|(f, _)| f.as_str() == field_prefix || f.starts_with(&format!("{field_prefix}.")))
+            .filter(|(f, _)| {
+                f.as_str() == field_prefix || f.starts_with(&format!("{field_prefix}."))
+            })
             .map(|(_, (n, _))| n)
             .sum()
     }
@@ -143,9 +145,10 @@ fn cert_output_matches_the_original_on_real_certificates() {
     let mut table = Table::default();
     let mut unparsed_by_original = 0;
     for id in &ids {
-        let expected: Value =
-            serde_json::from_slice(&std::fs::read(dir.join(format!("expected/{id}.json"))).unwrap())
-                .unwrap();
+        let expected: Value = serde_json::from_slice(
+            &std::fs::read(dir.join(format!("expected/{id}.json"))).unwrap(),
+        )
+        .unwrap();
         let der = std::fs::read(dir.join(format!("certs/{id}.der"))).unwrap();
         let mut out = Vec::new();
         tools::cert(&der, &mut out).unwrap();
@@ -158,9 +161,15 @@ fn cert_output_matches_the_original_on_real_certificates() {
         table.record(id, compare_cert(&expected, &got, true));
     }
     table.print("cert vs corpus/expected");
-    eprintln!("({unparsed_by_original} certificates the original could not parse were not compared)");
+    eprintln!(
+        "({unparsed_by_original} certificates the original could not parse were not compared)"
+    );
     for f in STRICT {
-        assert_eq!(table.mismatches(f), 0, "{f} must match on every certificate");
+        assert_eq!(
+            table.mismatches(f),
+            0,
+            "{f} must match on every certificate"
+        );
     }
     let share = table.identical as f64 / table.total as f64;
     assert!(share >= 0.995, "only {:.2} % identical", 100.0 * share);
@@ -260,7 +269,14 @@ fn decode_output_matches_the_original_messages() {
             assert_eq!(t.mismatches(&format!("leaf_cert.{f}")), 0, "leaf_cert.{f}");
             assert_eq!(t.mismatches(&format!("chain.{f}")), 0, "chain.{f}");
         }
-        for f in ["message_type", "update_type", "cert_index", "source", "seen", "chain"] {
+        for f in [
+            "message_type",
+            "update_type",
+            "cert_index",
+            "source",
+            "seen",
+            "chain",
+        ] {
             assert_eq!(t.mismatches(f), 0, "{f}");
         }
         let share = t.identical as f64 / t.total as f64;
@@ -367,5 +383,9 @@ fn hostile_inputs() {
     tools::cert(b"\x30\x03abc", &mut out).unwrap();
     let v: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v["fingerprint"].as_str().unwrap().len(), 59);
-    assert!(tools::cert(b"-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n", &mut Vec::new()).is_err());
+    assert!(tools::cert(
+        b"-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n",
+        &mut Vec::new()
+    )
+    .is_err());
 }

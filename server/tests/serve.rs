@@ -28,7 +28,10 @@ fn three_streams_deliver_valid_messages_in_order() {
         let d = &m["data"];
         assert_eq!(d["update_type"], "X509LogEntry");
         assert!(d["leaf_cert"].get("as_der").is_none(), "lite has no as_der");
-        assert!(!d["chain"].as_array().unwrap().is_empty(), "lite keeps the chain");
+        assert!(
+            !d["chain"].as_array().unwrap().is_empty(),
+            "lite keeps the chain"
+        );
         assert!(d["chain"][0].get("as_der").is_none());
         assert!(d["seen"].is_f64());
         assert_eq!(d["source"]["name"], "Simulated log 'test'");
@@ -48,7 +51,11 @@ fn three_streams_deliver_valid_messages_in_order() {
             .unwrap();
         let sha1 = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &der);
         let hex: Vec<String> = sha1.as_ref().iter().map(|b| format!("{b:02X}")).collect();
-        assert_eq!(leaf["fingerprint"], hex.join(":"), "as_der is the certificate");
+        assert_eq!(
+            leaf["fingerprint"],
+            hex.join(":"),
+            "as_der is the certificate"
+        );
         assert!(m["data"]["chain"][0]["as_der"].is_string());
     }
     for _ in 0..30 {
@@ -61,8 +68,13 @@ fn three_streams_deliver_valid_messages_in_order() {
     let latest = get_json(addr, "/latest.json");
     let msgs = latest["messages"].as_array().unwrap();
     assert!(!msgs.is_empty() && msgs.len() <= 25);
-    assert!(msgs.iter().all(|m| m["data"]["leaf_cert"].get("as_der").is_none()));
-    let idx: Vec<u64> = msgs.iter().map(|m| m["data"]["cert_index"].as_u64().unwrap()).collect();
+    assert!(msgs
+        .iter()
+        .all(|m| m["data"]["leaf_cert"].get("as_der").is_none()));
+    let idx: Vec<u64> = msgs
+        .iter()
+        .map(|m| m["data"]["cert_index"].as_u64().unwrap())
+        .collect();
     assert!(idx.windows(2).all(|w| w[0] < w[1]), "newest last");
     let example = get_json(addr, "/example.json/");
     assert_eq!(example["message_type"], "certificate_update");
@@ -79,11 +91,21 @@ fn three_streams_deliver_valid_messages_in_order() {
     assert_eq!(status, 200);
     let text = String::from_utf8(body).unwrap();
     let mut samples = 0;
-    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
         let (name, value) = line.rsplit_once(' ').unwrap();
-        value.parse::<f64>().unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        value
+            .parse::<f64>()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
         let metric = name.split('{').next().unwrap();
-        assert!(metric.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{line}");
+        assert!(
+            metric
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "{line}"
+        );
         samples += 1;
     }
     assert!(samples > 20);
@@ -119,6 +141,10 @@ fn shutdown_closes_clients_with_1001() {
 
 /// Reads one server frame (unmasked): `(opcode, payload)`.
 fn read_frame(s: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
+    read_frame_from(s)
+}
+
+fn read_frame_from(s: &mut impl Read) -> std::io::Result<(u8, Vec<u8>)> {
     let mut h = [0u8; 2];
     s.read_exact(&mut h)?;
     let len = match h[1] & 0x7f {
@@ -174,8 +200,12 @@ fn healthy(addr: SocketAddr) {
     let mut c = ws(addr, "/domains-only");
     let mut c2 = ws(addr, "/");
     next_message(&mut c);
-    let a = next_message(&mut c2)["data"]["cert_index"].as_u64().unwrap();
-    let b = next_message(&mut c2)["data"]["cert_index"].as_u64().unwrap();
+    let a = next_message(&mut c2)["data"]["cert_index"]
+        .as_u64()
+        .unwrap();
+    let b = next_message(&mut c2)["data"]["cert_index"]
+        .as_u64()
+        .unwrap();
     assert_eq!(b, a + 1);
 }
 
@@ -192,7 +222,11 @@ fn hostile_clients_are_closed_and_others_unaffected() {
     // A masked ping gets a pong with the same payload.
     let mut s = raw_ws(addr, "/domains-only");
     let mask = [1u8, 2, 3, 4];
-    let payload: Vec<u8> = b"ping!".iter().enumerate().map(|(i, b)| b ^ mask[i % 4]).collect();
+    let payload: Vec<u8> = b"ping!"
+        .iter()
+        .enumerate()
+        .map(|(i, b)| b ^ mask[i % 4])
+        .collect();
     let mut f = vec![0x89, 0x80 | 5];
     f.extend_from_slice(&mask);
     f.extend_from_slice(&payload);
@@ -216,10 +250,15 @@ fn hostile_clients_are_closed_and_others_unaffected() {
     // Garbage instead of a handshake: 400 and closed.
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n").unwrap();
+    s.write_all(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n")
+        .unwrap();
     let mut resp = Vec::new();
     s.read_to_end(&mut resp).unwrap();
-    assert!(resp.starts_with(b"HTTP/1.1 400"), "{:?}", String::from_utf8_lossy(&resp));
+    assert!(
+        resp.starts_with(b"HTTP/1.1 400"),
+        "{:?}",
+        String::from_utf8_lossy(&resp)
+    );
 
     // A bad upgrade (wrong version): 400.
     let mut s = TcpStream::connect(addr).unwrap();
@@ -242,13 +281,21 @@ fn hostile_clients_are_closed_and_others_unaffected() {
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
     let mut buf = [0u8; 16];
-    assert_eq!(s.read(&mut buf).unwrap_or(0), 0, "server closes the stalled connection");
+    assert_eq!(
+        s.read(&mut buf).unwrap_or(0),
+        0,
+        "server closes the stalled connection"
+    );
 
     healthy(addr);
     let stats = get_json(addr, "/stats");
     eprintln!("{stats}");
     let metrics = String::from_utf8(get(addr, "/metrics").1).unwrap();
-    for counter in ["protocol_closed_total", "bad_requests_total", "handshake_timeouts_total"] {
+    for counter in [
+        "protocol_closed_total",
+        "bad_requests_total",
+        "handshake_timeouts_total",
+    ] {
         let line = metrics
             .lines()
             .find(|l| l.starts_with(&format!("certstream_{counter}")))
@@ -265,7 +312,10 @@ fn five_thousand_idle_connections() {
     let rss_before = rss_kib();
     let idle: Vec<TcpStream> = (0..5000).map(|_| raw_ws(addr, "/domains-only")).collect();
     wait_until("5,000 clients registered", || {
-        get_json(addr, "/stats")["clients"]["domains"].as_u64().unwrap() >= 5000
+        get_json(addr, "/stats")["clients"]["domains"]
+            .as_u64()
+            .unwrap()
+            >= 5000
     });
     let rss_after = rss_kib();
     eprintln!(
@@ -275,7 +325,10 @@ fn five_thousand_idle_connections() {
     healthy(addr);
     drop(idle);
     wait_until("idle clients gone", || {
-        get_json(addr, "/stats")["clients"]["domains"].as_u64().unwrap() == 0
+        get_json(addr, "/stats")["clients"]["domains"]
+            .as_u64()
+            .unwrap()
+            == 0
     });
     server.shutdown().unwrap();
 }
@@ -292,7 +345,8 @@ fn a_client_that_never_reads_is_shed_and_closed_while_fifty_get_everything() {
     sock.set_recv_buffer_size(4096).unwrap();
     sock.connect(&addr.into()).unwrap();
     let mut slow: TcpStream = sock.into();
-    slow.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     write!(
         slow,
         "GET /full-stream HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -322,12 +376,20 @@ fn a_client_that_never_reads_is_shed_and_closed_while_fifty_get_everything() {
         .collect();
     let rss_start = rss_kib();
     wait_until("the slow client to be closed", || {
-        get_json(addr, "/stats")["slow_clients_closed"].as_u64().unwrap() >= 1
+        get_json(addr, "/stats")["slow_clients_closed"]
+            .as_u64()
+            .unwrap()
+            >= 1
     });
     // Keep the readers going a little past the shedding.
-    let seen_at_close = get_json(addr, "/stats")["processed_certificates"].as_u64().unwrap();
+    let seen_at_close = get_json(addr, "/stats")["processed_certificates"]
+        .as_u64()
+        .unwrap();
     wait_until("more certificates", || {
-        get_json(addr, "/stats")["processed_certificates"].as_u64().unwrap() > seen_at_close + 200
+        get_json(addr, "/stats")["processed_certificates"]
+            .as_u64()
+            .unwrap()
+            > seen_at_close + 200
     });
     stop.store(true, Ordering::Relaxed);
     let counts: Vec<u64> = readers.into_iter().map(|r| r.join().unwrap()).collect();
@@ -345,16 +407,39 @@ fn a_client_that_never_reads_is_shed_and_closed_while_fifty_get_everything() {
 
     // The slow client's socket is closed by the server (after what was buffered).
     let mut buf = vec![0u8; 1 << 16];
-    let mut total = 0;
+    let mut received = Vec::new();
     loop {
         match slow.read(&mut buf) {
             Ok(0) => break,
-            Ok(n) => total += n,
+            Ok(n) => received.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
-            Err(e) => panic!("slow client still open: {e} after {total} bytes"),
+            Err(e) => panic!("slow client still open: {e} after {} bytes", received.len()),
         }
     }
-    eprintln!("slow client received {total} bytes before the server closed it");
+    // What it did get is a clean sequence of frames (a cut-off last one aside): partial
+    // writes resumed exactly where they stopped.
+    let head_end = received.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let mut rest = &received[head_end..];
+    let mut frames = 0;
+    let mut cursor = std::io::Cursor::new(rest);
+    while let Ok((op, payload)) = read_frame_from(&mut cursor) {
+        match op {
+            1 => {
+                let v: Value = serde_json::from_slice(&payload).expect("a whole JSON message");
+                assert!(v["message_type"].is_string());
+            }
+            8 | 9 => {}
+            other => panic!("unexpected opcode {other} after {frames} frames"),
+        }
+        frames += 1;
+    }
+    rest = &rest[cursor.position() as usize..];
+    assert!(frames > 10);
+    eprintln!(
+        "slow client received {} bytes ({frames} whole frames, {} trailing bytes) before the server closed it",
+        received.len(),
+        rest.len()
+    );
     server.shutdown().unwrap();
 }
 

@@ -25,6 +25,7 @@ pub(crate) const ENUMERATED: u32 = 10;
 pub(crate) const UTF8_STRING: u32 = 12;
 pub(crate) const SEQUENCE: u32 = 16;
 pub(crate) const SET: u32 = 17;
+pub(crate) const NUMERIC_STRING: u32 = 18;
 pub(crate) const PRINTABLE_STRING: u32 = 19;
 pub(crate) const T61_STRING: u32 = 20;
 pub(crate) const IA5_STRING: u32 = 22;
@@ -115,11 +116,6 @@ impl<'a> Reader<'a> {
         self.data.is_empty()
     }
 
-    #[inline]
-    pub fn rest(&self) -> &'a [u8] {
-        self.data
-    }
-
     /// Reads the next element.
     #[inline]
     pub fn read(&mut self) -> Res<Tlv<'a>> {
@@ -140,17 +136,6 @@ impl<'a> Reader<'a> {
         match self.peek() {
             Some(t) if t.is(class, tag) => self.read().map(Some),
             _ => Ok(None),
-        }
-    }
-
-    /// Reads the next element and requires this class and tag.
-    #[inline]
-    pub fn expect(&mut self, class: u8, tag: u32) -> Res<Tlv<'a>> {
-        let t = self.read()?;
-        if t.is(class, tag) {
-            Ok(t)
-        } else {
-            Err(Bad)
         }
     }
 }
@@ -300,23 +285,13 @@ pub(crate) fn integer_magnitude(content: &[u8]) -> Res<(bool, Vec<u8>)> {
     if !neg {
         return Ok((false, body.to_vec()));
     }
-    // Two's complement: invert and add one, from the least significant octet.
+    // Two's complement over the same length (`twos_complement` in a_int.c): !value + 1.
     let mut out: Vec<u8> = body.iter().map(|b| !b).collect();
     for b in out.iter_mut().rev() {
         let (v, carry) = b.overflowing_add(1);
         *b = v;
         if !carry {
             break;
-        }
-    }
-    // "One less minimal negative" (0xFF 00..00) gives a carry out: the magnitude gains a 1.
-    if pad {
-        // unreachable for neg with pad: pad was stripped already
-    } else if content[0] == 0xff && body[1..].iter().all(|&b| b == 0) {
-        out.insert(0, 1);
-        if out.len() > body.len() {
-            out.truncate(body.len());
-            out[0] = 1;
         }
     }
     Ok((true, out))
@@ -372,7 +347,7 @@ mod tests {
         let t = r.read().unwrap();
         assert!(t.is_universal(SEQUENCE) && t.constructed);
         assert_eq!(t.content, &[0x02, 0x01, 0x05]);
-        assert_eq!(r.rest(), &[0xff]);
+        assert_eq!(r.read().ok().map(|t| t.tag), None);
         // Non-minimal long form with a leading zero octet.
         let d = [0x04, 0x82, 0x00, 0x01, 0xaa];
         assert_eq!(first(&d).unwrap().content, &[0xaa]);
@@ -400,14 +375,27 @@ mod tests {
     #[test]
     fn integers() {
         assert_eq!(integer_magnitude(&[0x00]).unwrap(), (false, vec![0]));
-        assert_eq!(integer_magnitude(&[0x00, 0x80]).unwrap(), (false, vec![0x80]));
+        assert_eq!(
+            integer_magnitude(&[0x00, 0x80]).unwrap(),
+            (false, vec![0x80])
+        );
         assert!(integer_magnitude(&[0x00, 0x01]).is_err());
         assert!(integer_magnitude(&[]).is_err());
         assert_eq!(integer_magnitude(&[0xfb]).unwrap(), (true, vec![5]));
         assert_eq!(integer_magnitude(&[0x80]).unwrap(), (true, vec![0x80]));
-        assert_eq!(integer_magnitude(&[0xff, 0x7f]).unwrap(), (true, vec![0x81]));
-        assert_eq!(integer_magnitude(&[0x80, 0x00]).unwrap(), (true, vec![0x80, 0x00]));
+        assert_eq!(
+            integer_magnitude(&[0xff, 0x7f]).unwrap(),
+            (true, vec![0x81])
+        );
+        assert_eq!(
+            integer_magnitude(&[0x80, 0x00]).unwrap(),
+            (true, vec![0x80, 0x00])
+        );
         assert!(integer_magnitude(&[0xff, 0x80]).is_err());
+        assert_eq!(
+            integer_magnitude(&[0xff, 0x00]).unwrap(),
+            (true, vec![0x01, 0x00])
+        );
     }
 
     #[test]

@@ -17,6 +17,13 @@ use serde_json::Value;
 /// Starts the service on `127.0.0.1:0` with an in-process simulated log growing by `rate`
 /// certificates per second.
 pub fn start(rate: f64, serve: CoreConfig) -> Server {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
     let cfg = Config {
         ingest: IngestConfig {
             client: ClientConfig {
@@ -66,7 +73,9 @@ pub type Ws = tungstenite::WebSocket<TcpStream>;
 /// A real websocket client (tungstenite) on `path`.
 pub fn ws(addr: SocketAddr, path: &str) -> Ws {
     let stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     let (ws, resp) = tungstenite::client(format!("ws://{addr}{path}"), stream).unwrap();
     assert_eq!(resp.status(), 101);
     ws
@@ -92,10 +101,39 @@ pub fn next_message(ws: &mut Ws) -> Value {
 pub fn get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    // Read the head, then Content-Length bytes (or to EOF without one).
     let mut resp = Vec::new();
-    s.read_to_end(&mut resp).unwrap();
-    let head_end = resp.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head") + 4;
+    let mut buf = [0u8; 4096];
+    let head_end = loop {
+        if let Some(p) = resp.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "connection closed before a response head");
+        resp.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8_lossy(&resp[..head_end]).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map(|v| v.trim().parse::<usize>().unwrap());
+    match length {
+        Some(len) => {
+            while resp.len() < head_end + len {
+                let n = s.read(&mut buf).unwrap();
+                assert!(n > 0, "connection closed inside the body");
+                resp.extend_from_slice(&buf[..n]);
+            }
+        }
+        None => {
+            s.read_to_end(&mut resp).unwrap();
+        }
+    }
     let status: u16 = std::str::from_utf8(&resp[9..12]).unwrap().parse().unwrap();
     (status, resp[head_end..].to_vec())
 }
