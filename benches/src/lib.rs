@@ -20,7 +20,9 @@ pub fn get_entries_body(n: usize) -> (Vec<u8>, &'static str) {
             out.push(b',');
         }
         let (l, x) = &pool[i % pool.len()];
-        out.extend_from_slice(format!("{{\"leaf_input\":\"{l}\",\"extra_data\":\"{x}\"}}").as_bytes());
+        out.extend_from_slice(
+            format!("{{\"leaf_input\":\"{l}\",\"extra_data\":\"{x}\"}}").as_bytes(),
+        );
     }
     out.extend_from_slice(b"]}");
     (out, from)
@@ -29,7 +31,10 @@ pub fn get_entries_body(n: usize) -> (Vec<u8>, &'static str) {
 fn real_entries() -> Option<Vec<(String, String)>> {
     let dir = PathBuf::from(std::env::var_os("CERTSTREAM_CORPUS")?).join("get-entries");
     let mut pool = Vec::new();
-    for name in ["navigli2025h2_0000-0255.json", "navigli2025h2_0256-0511.json"] {
+    for name in [
+        "navigli2025h2_0000-0255.json",
+        "navigli2025h2_0256-0511.json",
+    ] {
         let mut body = std::fs::read(dir.join(name)).ok()?;
         let entries = certstream_engine::leaf::parse_get_entries(&mut body).ok()?;
         pool.extend(

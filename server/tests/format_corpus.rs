@@ -238,7 +238,8 @@ fn decode_output_matches_the_original_messages() {
         ] {
             let opts = DecodeOptions {
                 stream,
-                index: 0,
+                // The messages were made with cert_index = start + position.
+                index: expected[0]["data"]["cert_index"].as_u64().unwrap(),
                 source_url: "ct.example/log".into(),
                 source_name: "Example log".into(),
                 seen: Some(0.0),

@@ -1,0 +1,378 @@
+//! `loadclient`: N websocket clients on one certstream stream, reading as fast as they can.
+//!
+//! Counts complete frames and bytes over a measured window, measures latency (receipt time
+//! minus the message's `seen`) on every message of a sample of clients, and, given the
+//! server's PID, its CPU time and RSS over the same window (`/proc/PID/stat`, `status`).
+//! Prints one JSON summary on stdout and a progress line per second on stderr.
+//!
+//! The client is deliberately lean (a raw RFC 6455 client: handshake, then frame headers)
+//! so that it costs as little of the shared machine as possible.
+
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context as _};
+use bytes::{Buf, BytesMut};
+use clap::Parser;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Debug, Parser)]
+#[command(about = "N websocket clients against a certstream server")]
+struct Args {
+    /// Server address.
+    #[arg(long, default_value = "127.0.0.1:4000")]
+    addr: String,
+    /// Stream path: `/`, `/full-stream` or `/domains-only`.
+    #[arg(long, default_value = "/")]
+    path: String,
+    #[arg(long, default_value_t = 100)]
+    clients: usize,
+    /// Seconds after every client connected before measuring.
+    #[arg(long, default_value_t = 3.0)]
+    warmup: f64,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 20.0)]
+    duration: f64,
+    /// Measure latency on every message of one client in this many.
+    #[arg(long, default_value_t = 20)]
+    sample_every: usize,
+    /// The server's PID, for its CPU time and RSS over the window.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Runtime threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Connections opened at once while connecting.
+    #[arg(long, default_value_t = 200)]
+    connect_batch: usize,
+}
+
+#[derive(Default)]
+struct Totals {
+    frames: AtomicU64,
+    cert_frames: AtomicU64,
+    bytes: AtomicU64,
+    disconnects: AtomicU64,
+    connected: AtomicU64,
+    latencies_ms: Mutex<Vec<f64>>,
+}
+
+fn now_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// `seen` of a certificate_update payload (it sits near the end).
+fn seen_of(payload: &[u8]) -> Option<f64> {
+    const KEY: &[u8] = b"\"seen\":";
+    let start = payload.len().saturating_sub(512);
+    let tail = &payload[start..];
+    let pos = tail.windows(KEY.len()).rposition(|w| w == KEY)? + KEY.len();
+    let rest = &tail[pos..];
+    let end = rest.iter().position(|&b| b == b',' || b == b'}')?;
+    std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
+}
+
+async fn client(
+    id: usize,
+    args: Arc<Args>,
+    totals: Arc<Totals>,
+    measuring: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    let mut s = TcpStream::connect(&args.addr).await?;
+    s.set_nodelay(true)?;
+    let req = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        args.path, args.addr
+    );
+    s.write_all(req.as_bytes()).await?;
+    let mut buf = BytesMut::with_capacity(256 << 10);
+    loop {
+        if s.read_buf(&mut buf).await? == 0 {
+            bail!("closed during the handshake");
+        }
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            if !buf.starts_with(b"HTTP/1.1 101") {
+                bail!("handshake refused: {}", String::from_utf8_lossy(&buf[..p]));
+            }
+            buf.advance(p + 4);
+            break;
+        }
+    }
+    totals.connected.fetch_add(1, Relaxed);
+    let sample = id % args.sample_every.max(1) == 0;
+    let mut lat = Vec::new();
+    let (mut frames, mut certs, mut bytes) = (0u64, 0u64, 0u64);
+    while !stop.load(Relaxed) {
+        // Parse every complete frame in the buffer.
+        loop {
+            if buf.len() < 2 {
+                break;
+            }
+            let (len, hlen) = match buf[1] & 0x7f {
+                126 if buf.len() >= 4 => (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4),
+                127 if buf.len() >= 10 => (
+                    u64::from_be_bytes(buf[2..10].try_into().expect("8 bytes")) as usize,
+                    10,
+                ),
+                126 | 127 => break,
+                n => (n as usize, 2),
+            };
+            if buf.len() < hlen + len {
+                break;
+            }
+            if measuring.load(Relaxed) {
+                frames += 1;
+                bytes += (hlen + len) as u64;
+                let payload = &buf[hlen..hlen + len];
+                if buf[0] & 0x0f == 1 && !payload.starts_with(b"{\"message_type\":\"heartbeat\"") {
+                    certs += 1;
+                    if sample {
+                        if let Some(seen) = seen_of(payload) {
+                            lat.push((now_secs() - seen) * 1000.0);
+                        }
+                    }
+                }
+            }
+            if buf[0] & 0x0f == 8 {
+                totals.disconnects.fetch_add(1, Relaxed);
+                return Ok(());
+            }
+            buf.advance(hlen + len);
+        }
+        if buf.capacity() - buf.len() < 64 << 10 {
+            buf.reserve(256 << 10);
+        }
+        let n = tokio::select! {
+            r = s.read_buf(&mut buf) => r?,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => continue,
+        };
+        if n == 0 {
+            totals.disconnects.fetch_add(1, Relaxed);
+            break;
+        }
+        if frames > 0 && !measuring.load(Relaxed) {
+            // The window closed: publish this client's counts.
+            break;
+        }
+    }
+    totals.frames.fetch_add(frames, Relaxed);
+    totals.cert_frames.fetch_add(certs, Relaxed);
+    totals.bytes.fetch_add(bytes, Relaxed);
+    totals.latencies_ms.lock().expect("lock").extend(lat);
+    Ok(())
+}
+
+/// `(cpu seconds, rss KiB)` of a process.
+fn proc_usage(pid: u32) -> Option<(f64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the `(comm)`, which may contain spaces.
+    let after = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(((utime + stime) as f64 / tck, rss))
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i]
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Arc::new(Args::parse());
+    let rt = if args.threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads)
+            .enable_all()
+            .build()?
+    };
+    rt.block_on(run(args))
+}
+
+async fn run(args: Arc<Args>) -> anyhow::Result<()> {
+    let totals = Arc::new(Totals::default());
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let rss_idle = args.server_pid.and_then(proc_usage).map(|u| u.1);
+    let mut tasks = Vec::with_capacity(args.clients);
+    let t0 = Instant::now();
+    for id in 0..args.clients {
+        tasks.push(tokio::spawn(client(
+            id,
+            args.clone(),
+            totals.clone(),
+            measuring.clone(),
+            stop.clone(),
+        )));
+        if id % args.connect_batch.max(1) == args.connect_batch.max(1) - 1 {
+            // Let this batch finish its handshakes before opening more.
+            while (totals.connected.load(Relaxed) as usize) < id + 1 - args.connect_batch / 2 {
+                if t0.elapsed() > Duration::from_secs(120) {
+                    bail!("only {} clients connected", totals.connected.load(Relaxed));
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+    while (totals.connected.load(Relaxed) as usize) < args.clients {
+        if t0.elapsed() > Duration::from_secs(180) {
+            bail!(
+                "only {} of {} clients connected",
+                totals.connected.load(Relaxed),
+                args.clients
+            );
+        }
+        if tasks.iter().all(|t| t.is_finished()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let connect_s = t0.elapsed().as_secs_f64();
+    eprintln!(
+        "{} clients connected in {connect_s:.1} s; warming up {:.0} s",
+        totals.connected.load(Relaxed),
+        args.warmup
+    );
+    tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
+    let usage0 = args.server_pid.and_then(proc_usage);
+    let w0 = Instant::now();
+    measuring.store(true, Relaxed);
+    let window = Duration::from_secs_f64(args.duration);
+    while w0.elapsed() < window {
+        tokio::time::sleep(Duration::from_secs(1).min(window.saturating_sub(w0.elapsed()))).await;
+        let cpu = match (usage0, args.server_pid.and_then(proc_usage)) {
+            (Some(a), Some(b)) => format!(
+                ", server CPU {:.0} %",
+                100.0 * (b.0 - a.0) / w0.elapsed().as_secs_f64()
+            ),
+            _ => String::new(),
+        };
+        eprintln!("  {:>5.1} s measured{cpu}", w0.elapsed().as_secs_f64());
+    }
+    measuring.store(false, Relaxed);
+    let secs = w0.elapsed().as_secs_f64();
+    let usage1 = args.server_pid.and_then(proc_usage);
+    stop.store(true, Relaxed);
+    for t in tasks {
+        match tokio::time::timeout(Duration::from_secs(5), t).await {
+            Ok(Ok(Err(e))) => eprintln!("client error: {e:#}"),
+            Ok(_) => {}
+            Err(_) => eprintln!("a client did not stop in time"),
+        }
+    }
+    let mut lat = std::mem::take(&mut *totals.latencies_ms.lock().expect("lock"));
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let frames = totals.frames.load(Relaxed);
+    let certs = totals.cert_frames.load(Relaxed);
+    let bytes = totals.bytes.load(Relaxed);
+    let (cpu_s, rss_start, rss_end) = match (usage0, usage1) {
+        (Some(a), Some(b)) => (Some(b.0 - a.0), Some(a.1), Some(b.1)),
+        _ => (None, None, None),
+    };
+    let summary = serde_like_json(&[
+        ("clients", args.clients.to_string()),
+        ("connected", totals.connected.load(Relaxed).to_string()),
+        ("path", format!("\"{}\"", args.path)),
+        ("connect_seconds", format!("{connect_s:.2}")),
+        ("window_seconds", format!("{secs:.3}")),
+        ("frames", frames.to_string()),
+        ("certificate_frames", certs.to_string()),
+        ("bytes", bytes.to_string()),
+        (
+            "certificate_frames_per_second",
+            format!("{:.1}", certs as f64 / secs),
+        ),
+        ("bytes_per_second", format!("{:.0}", bytes as f64 / secs)),
+        ("disconnects", totals.disconnects.load(Relaxed).to_string()),
+        ("latency_samples", lat.len().to_string()),
+        ("latency_p50_ms", json_f64(percentile(&lat, 0.50))),
+        ("latency_p99_ms", json_f64(percentile(&lat, 0.99))),
+        (
+            "latency_max_ms",
+            json_f64(lat.last().copied().unwrap_or(f64::NAN)),
+        ),
+        (
+            "server_cpu_seconds",
+            cpu_s.map_or("null".into(), |v| format!("{v:.3}")),
+        ),
+        (
+            "server_cpu_seconds_per_gb",
+            cpu_s.map_or("null".into(), |v| json_f64(v / (bytes as f64 / 1e9))),
+        ),
+        (
+            "server_rss_kib_idle",
+            rss_idle.map_or("null".into(), |v| v.to_string()),
+        ),
+        (
+            "server_rss_kib_start",
+            rss_start.map_or("null".into(), |v| v.to_string()),
+        ),
+        (
+            "server_rss_kib_end",
+            rss_end.map_or("null".into(), |v| v.to_string()),
+        ),
+    ]);
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{summary}").context("writing the summary")?;
+    Ok(())
+}
+
+fn json_f64(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.3}")
+    } else {
+        "null".into()
+    }
+}
+
+fn serde_like_json(fields: &[(&str, String)]) -> String {
+    let body: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+    format!("{{{}}}", body.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_seen_near_the_end() {
+        let m = br#"{"message_type":"certificate_update","data":{"cert_index":5,"seen":1732512345.25,"source":{"url":"u","name":"n"}}}"#;
+        assert_eq!(seen_of(m), Some(1732512345.25));
+        assert_eq!(seen_of(b"{}"), None);
+    }
+
+    #[test]
+    fn percentiles() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.5), 51.0);
+        assert_eq!(percentile(&v, 0.99), 99.0);
+        assert!(percentile(&[], 0.5).is_nan());
+    }
+}

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Fanout benchmark as ../shared/spec/BENCHMARK.md defines it: the simulator serving real
+# corpus entries at RATE certificates/s → the service → CLIENTS websocket clients on STREAM,
+# then iperf3 on loopback in the same run as the limit. Prints the figures and the ratios and
+# writes them, with the command and versions, into perf/runs/<date>-<host>/.
+#
+# usage: perf/fanout.sh [CLIENTS=1000] [RATE=500] [STREAM=/] [SECONDS=20] [-- server args]
+source "$(dirname "$0")/lib.sh"
+CLIENTS=${1:-1000}; RATE=${2:-500}; STREAM=${3:-/}; SECS=${4:-20}
+shift $(( $# < 4 ? $# : 4 )); [[ "${1:-}" == "--" ]] && shift
+PORT=${PORT:-4400}
+NAME=fanout-${CLIENTS}-$(echo "$STREAM" | tr -dc 'a-z' | sed 's/^$/lite/')
+need_tool python3 python3
+build
+start_sim "$RATE"
+start_server "$PORT" "$@"
+sleep 1
+echo "connecting $CLIENTS clients to $STREAM, measuring ${SECS}s..." >&2
+"$BIN/loadclient" --addr "127.0.0.1:$PORT" --path "$STREAM" --clients "$CLIENTS" --warmup 3 \
+    --duration "$SECS" --server-pid "$SERVER_PID" >"$RUN/$NAME.json"
+curl -s "http://127.0.0.1:$PORT/stats" >"$RUN/$NAME-stats.json" 2>/dev/null || true
+cleanup; PIDS=()
+echo "iperf3 on loopback (the limit)..." >&2
+iperf3_limit
+{
+    echo "command: perf/fanout.sh $CLIENTS $RATE $STREAM $SECS $*"
+    versions
+} >"$RUN/$NAME.txt"
+python3 - "$RUN/$NAME.json" "$RUN/iperf3.json" "$RATE" "$CLIENTS" >>"$RUN/$NAME.txt" <<'PY'
+import json, sys
+lc = json.load(open(sys.argv[1])); ip = json.load(open(sys.argv[2]))
+rate, clients = float(sys.argv[3]), int(sys.argv[4])
+end = ip["end"]; secs = end["sum_sent"]["seconds"]; ibytes = end["sum_sent"]["bytes"]
+icpu = end["cpu_utilization_percent"]["host_total"] / 100 * secs
+iperf_cpu_gb = icpu / (ibytes / 1e9); iperf_bps = ibytes / secs
+offered = rate * clients
+delivered = lc["certificate_frames_per_second"] / offered
+gb = lc["bytes"] / 1e9
+cpu_gb = lc["server_cpu_seconds"] / gb if gb else float("nan")
+rows = [
+    ("clients connected", f'{lc["connected"]} of {clients}'),
+    ("offered messages/s", f"{offered:,.0f}"),
+    ("delivered messages/s", f'{lc["certificate_frames_per_second"]:,.0f} ({100*delivered:.1f} % of offered)'),
+    ("delivered MB/s", f'{lc["bytes_per_second"]/1e6:,.1f}'),
+    ("latency p50 / p99 / max (ms)", f'{lc["latency_p50_ms"]} / {lc["latency_p99_ms"]} / {lc["latency_max_ms"]}'),
+    ("server CPU-seconds per GB", f"{cpu_gb:.3f}"),
+    ("iperf3 sender CPU-seconds per GB", f"{iperf_cpu_gb:.3f} (at {iperf_bps/1e9:.2f} GB/s)"),
+    ("ratio server/iperf3 CPU per GB", f"{cpu_gb/iperf_cpu_gb:.2f}"),
+    ("ratio delivered bytes/s / iperf3 bytes/s", f'{lc["bytes_per_second"]/iperf_bps:.3f}'),
+    ("server RSS idle → start → end (KiB)", f'{lc["server_rss_kib_idle"]} → {lc["server_rss_kib_start"]} → {lc["server_rss_kib_end"]}'),
+    ("RSS per connection (KiB)", f'{(lc["server_rss_kib_end"]-lc["server_rss_kib_idle"])/max(1,lc["connected"]):.1f}'),
+    ("client disconnects", lc["disconnects"]),
+]
+for k, v in rows:
+    print(f"{k:<44} {v}")
+PY
+cat "$RUN/$NAME.txt"

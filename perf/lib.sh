@@ -1,0 +1,70 @@
+# Shared by the perf/ scripts: build, install tools, start the simulator and the service,
+# record versions. Source it; it sets RUN (the output folder) and BIN.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+CORPUS=${CERTSTREAM_CORPUS:-../shared/corpus}
+PROFILE=${PROFILE:-profiling}
+RUN=${RUN:-perf/runs/$(date +%F)-$(hostname)}
+mkdir -p "$RUN"
+BIN=target/$PROFILE
+PIDS=()
+cleanup() { for p in "${PIDS[@]:-}"; do [[ -n "$p" ]] && kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+need_tool() { # need_tool COMMAND DEBIAN_PACKAGE
+    command -v "$1" >/dev/null && return
+    echo "installing $2" >&2
+    [[ -f /tmp/.certstream-apt-updated ]] || { apt-get update -qq && touch /tmp/.certstream-apt-updated; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2" >/dev/null
+}
+
+build() {
+    echo "building ($PROFILE profile)..." >&2
+    cargo build --locked --profile "$PROFILE" -p certstream-server -p certstream-benches --bins 2>&1 | tail -1 >&2
+}
+
+# start_sim RATE [extra args...]: starts ctlog-sim on real corpus entries; sets LOG_LIST.
+start_sim() {
+    local rate=$1; shift
+    "$BIN/ctlog-sim" --source "$CORPUS/get-entries" --rate "$rate" --batch-cap 256 --initial-size 0 "$@" \
+        >"$RUN/sim.out" 2>"$RUN/sim.log" &
+    PIDS+=($!)
+    for _ in $(seq 100); do [[ -s "$RUN/sim.out" ]] && break; sleep 0.1; done
+    LOG_LIST=$(head -1 "$RUN/sim.out")
+    echo "simulator: $LOG_LIST ($rate certificates/s, batches of 256, real corpus entries)" >&2
+}
+
+# start_server PORT [extra args...]: starts the service on the simulator; sets SERVER_PID.
+start_server() {
+    local port=$1; shift
+    "$BIN/certstream-server" --log-list "$LOG_LIST" --start 0 --no-positions --port "$port" \
+        --host 127.0.0.1 --poll-interval 0.05 "$@" >"$RUN/server.log" 2>&1 &
+    SERVER_PID=$!
+    PIDS+=("$SERVER_PID")
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+        sleep 0.1
+    done
+    echo "service: pid $SERVER_PID on 127.0.0.1:$port" >&2
+}
+
+# iperf3_limit: the loopback limit (BENCHMARK.md); writes $RUN/iperf3.json.
+iperf3_limit() {
+    need_tool iperf3 iperf3
+    iperf3 -s -p 5299 >/dev/null 2>&1 &
+    local ip=$!
+    sleep 0.5
+    iperf3 -c 127.0.0.1 -p 5299 -t 5 -l 16K -J >"$RUN/iperf3.json"
+    kill "$ip" 2>/dev/null || true
+}
+
+versions() {
+    {
+        echo "date: $(date -Is)"
+        echo "host: $(hostname); $(nproc) cores; $(uname -sr); $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+        echo "memory: $(free -g | awk '/Mem:/ {print $2}') GiB"
+        echo "rustc: $(rustc --version)"
+        echo "certstream: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo '+dirty')"
+        echo "iperf3: $(iperf3 --version 2>/dev/null | head -1 || echo none)"
+    }
+}
