@@ -9,7 +9,8 @@ source "$(dirname "$0")/lib.sh"
 CLIENTS=${1:-1000}; RATE=${2:-500}; STREAM=${3:-/}; SECS=${4:-20}
 shift $(( $# < 4 ? $# : 4 )); [[ "${1:-}" == "--" ]] && shift
 PORT=${PORT:-4400}
-NAME=fanout-${CLIENTS}-$(echo "$STREAM" | tr -dc 'a-z' | sed 's/^$/lite/')
+case "$STREAM" in /full-stream*) KIND=full ;; /domains-only*) KIND=domains ;; *) KIND=lite ;; esac
+NAME=fanout-$CLIENTS-$KIND
 need_tool python3 python3
 build
 start_sim "$RATE"
@@ -17,7 +18,7 @@ start_server "$PORT" "$@"
 sleep 1
 echo "connecting $CLIENTS clients to $STREAM, measuring ${SECS}s..." >&2
 "$BIN/loadclient" --addr "127.0.0.1:$PORT" --path "$STREAM" --clients "$CLIENTS" --warmup 3 \
-    --duration "$SECS" --server-pid "$SERVER_PID" >"$RUN/$NAME.json"
+    --duration "$SECS" --server-pid "$SERVER_PID" --threads "${LC_THREADS:-1}" >"$RUN/$NAME.json"
 curl -s "http://127.0.0.1:$PORT/stats" >"$RUN/$NAME-stats.json" 2>/dev/null || true
 cleanup; PIDS=()
 echo "iperf3 on loopback (the limit)..." >&2

@@ -19,6 +19,7 @@ need_tool() { # need_tool COMMAND DEBIAN_PACKAGE
 }
 
 build() {
+    [[ -n "${SKIP_BUILD:-}" ]] && return
     echo "building ($PROFILE profile)..." >&2
     cargo build --locked --profile "$PROFILE" -p certstream-server -p certstream-benches --bins 2>&1 | tail -1 >&2
 }
@@ -26,11 +27,13 @@ build() {
 # start_sim RATE [extra args...]: starts ctlog-sim on real corpus entries; sets LOG_LIST.
 start_sim() {
     local rate=$1; shift
+    rm -f "$RUN/sim.out"
     "$BIN/ctlog-sim" --source "$CORPUS/get-entries" --rate "$rate" --batch-cap 256 --initial-size 0 "$@" \
         >"$RUN/sim.out" 2>"$RUN/sim.log" &
     PIDS+=($!)
-    for _ in $(seq 100); do [[ -s "$RUN/sim.out" ]] && break; sleep 0.1; done
+    for _ in $(seq 300); do grep -q '^http' "$RUN/sim.out" 2>/dev/null && break; sleep 0.1; done
     LOG_LIST=$(head -1 "$RUN/sim.out")
+    [[ "$LOG_LIST" == http* ]] || { echo "the simulator did not start: $(tail -3 "$RUN/sim.log")" >&2; exit 1; }
     echo "simulator: $LOG_LIST ($rate certificates/s, batches of 256, real corpus entries)" >&2
 }
 
@@ -38,7 +41,7 @@ start_sim() {
 start_server() {
     local port=$1; shift
     "$BIN/certstream-server" --log-list "$LOG_LIST" --start 0 --no-positions --port "$port" \
-        --host 127.0.0.1 --poll-interval 0.05 "$@" >"$RUN/server.log" 2>&1 &
+        --host 127.0.0.1 --poll-interval "${POLL:-0.02}" "$@" >"$RUN/server.log" 2>&1 &
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")
     for _ in $(seq 100); do

@@ -343,6 +343,7 @@ pub fn sim_main() -> anyhow::Result<()> {
                 max_size: a.max_size,
                 batch_cap: a.batch_cap,
                 faults: faults.clone(),
+                ..LogConfig::default()
             })
             .collect(),
     };

@@ -451,3 +451,53 @@ fn json_endpoints_answer_before_any_certificate() {
     assert_eq!(get(server.addr, "/example.json").0, 503);
     server.shutdown().unwrap();
 }
+
+#[test]
+fn heartbeats_carry_a_ping_and_a_heartbeat_message() {
+    let mut cfg = serve_config();
+    cfg.heartbeat = Duration::from_millis(200);
+    let server = start(0.0, cfg);
+    let mut c = ws(server.addr, "/");
+    let (mut ping, mut beat) = (false, false);
+    while !(ping && beat) {
+        match c.read().unwrap() {
+            tungstenite::Message::Ping(_) => ping = true,
+            tungstenite::Message::Text(t) => {
+                let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                assert_eq!(v["message_type"], "heartbeat");
+                assert!(v["timestamp"].as_f64().unwrap() > 1.7e9);
+                beat = true;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn connection_limits_refuse_the_excess() {
+    let mut cfg = serve_config();
+    cfg.max_per_ip = 3;
+    let server = start(0.0, cfg);
+    let addr = server.addr;
+    let held: Vec<_> = (0..3).map(|_| raw_ws(addr, "/domains-only")).collect();
+    wait_until("three clients", || server.shared.clients()[2] == 3);
+    // The fourth connection from the same address is closed without an answer.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(b"GET /stats HTTP/1.1\r\n\r\n");
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    assert!(
+        buf.is_empty(),
+        "refused: {:?}",
+        String::from_utf8_lossy(&buf)
+    );
+    assert!(server.shared.sum(|c| &c.rejected) >= 1);
+    drop(held);
+    wait_until("a free slot", || {
+        server.shared.connections.load(Ordering::Relaxed) == 0
+    });
+    assert_eq!(get(addr, "/stats").0, 200);
+    server.shutdown().unwrap();
+}
