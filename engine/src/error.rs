@@ -14,6 +14,13 @@ pub enum Error {
     /// A `MerkleTreeLeaf`, `extra_data` or tile is malformed.
     #[error("bad log entry: {0}")]
     Leaf(&'static str),
+    /// A static-ct-api checkpoint does not parse, names another origin, or carries no valid
+    /// signature by the log's key.
+    #[error("bad checkpoint: {0}")]
+    Checkpoint(&'static str),
+    /// A log's public key (from the log list) is not one this build verifies with.
+    #[error("unusable log key: {0}")]
+    Key(&'static str),
     /// A certificate does not parse.
     #[error(transparent)]
     X509(#[from] crate::x509::X509Error),

@@ -1,6 +1,7 @@
-//! The ingest side as a whole: fetch the log list, start one watcher per selected log,
-//! refresh the list every hour (start watchers for new logs, stop those that left), save
-//! positions every few seconds, and on shutdown stop every watcher and save once more.
+//! The ingest side as a whole: fetch the log list, start one watcher per selected log
+//! ([`watcher::run_rfc6962`] for RFC 6962 logs, [`tiled::run_static_ct`] for static-ct-api
+//! logs), refresh the list every hour (start watchers for new logs, stop those that left),
+//! save positions every few seconds, and on shutdown stop every watcher and save once more.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
@@ -10,12 +11,14 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::checkpoint;
 use crate::error::Error;
 use crate::http::{self, ClientConfig, HttpClient};
 use crate::json::LogSource;
 use crate::loglist::{self, LogInfo, LogKind, StateFilter};
 use crate::positions::Positions;
 use crate::stats::Stats;
+use crate::tiled;
 use crate::watcher::{self, Ctx, Log, RateLimiter, Sink, WatcherConfig};
 
 /// Everything the ingest side is configured with.
@@ -152,13 +155,31 @@ fn reconcile(
         if running.contains_key(&info.url) {
             continue;
         }
-        if info.kind == LogKind::StaticCt {
-            tracing::debug!(log = %info.url, "static-ct-api log not watched by this build");
-            continue;
-        }
+        // A static-ct-api log's checkpoints are checked against its key and its origin: the
+        // submission URL without scheme and trailing slash (the monitoring URL if the list
+        // names no submission URL).
+        let verifier = match info.kind {
+            LogKind::Rfc6962 => None,
+            LogKind::StaticCt => {
+                let origin =
+                    checkpoint::origin_of(info.submission_url.as_deref().unwrap_or(&info.url));
+                match checkpoint::Verifier::new(&origin, &info.key) {
+                    Ok(v) => Some(Arc::new(v)),
+                    Err(e) => {
+                        tracing::warn!(log = %info.url, error = %e, "static-ct-api log without a usable key; not watched");
+                        continue;
+                    }
+                }
+            }
+        };
+        let kind = if verifier.is_some() {
+            "static-ct"
+        } else {
+            "rfc6962"
+        };
         let stats = ctx
             .stats
-            .log(&info.url, &info.description, &info.operator, "rfc6962");
+            .log(&info.url, &info.description, &info.operator, kind);
         let limiter = limiters
             .entry(info.operator.clone())
             .or_insert_with(|| Arc::new(RateLimiter::new(cfg.watcher.operator_rate)))
@@ -175,7 +196,10 @@ fn reconcile(
         });
         let (stop, stop_rx) = watch::channel(false);
         tracing::info!(log = %info.url, name = %info.description, state = info.state.as_str(), "watching");
-        let task = tokio::spawn(watcher::run_rfc6962(ctx.clone(), log, stop_rx));
+        let task = match verifier {
+            Some(v) => tokio::spawn(tiled::run_static_ct(ctx.clone(), log, v, stop_rx)),
+            None => tokio::spawn(watcher::run_rfc6962(ctx.clone(), log, stop_rx)),
+        };
         running.insert(info.url.clone(), Running { stop, task });
     }
 }

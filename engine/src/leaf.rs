@@ -162,6 +162,11 @@ impl<'a> Reader<'a> {
         self.buf.is_empty()
     }
 
+    /// What is left to read.
+    pub(crate) fn rest(&self) -> &'a [u8] {
+        self.buf
+    }
+
     pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
         if self.buf.len() < n {
             return Err(Error::Leaf("truncated structure"));
@@ -171,7 +176,7 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
-    fn uint(&mut self, n: usize) -> Result<u64, Error> {
+    pub(crate) fn uint(&mut self, n: usize) -> Result<u64, Error> {
         Ok(self
             .take(n)?
             .iter()
@@ -223,7 +228,7 @@ pub fn encode_x509_extra<'a>(chain: impl IntoIterator<Item = &'a [u8]>) -> Vec<u
     out
 }
 
-fn put_vec24(out: &mut Vec<u8>, data: &[u8]) {
+pub(crate) fn put_vec24(out: &mut Vec<u8>, data: &[u8]) {
     let n = data.len() as u32;
     out.extend_from_slice(&n.to_be_bytes()[1..]);
     out.extend_from_slice(data);

@@ -6,8 +6,12 @@
 //! - [`http`]: the HTTPS client (rustls) every watcher shares.
 //! - [`ingest`]: the supervisor: log list refresh, one watcher per log, position saving.
 //! - [`watcher`]: one task per RFC 6962 log: `get-sth`, `get-entries`, backoff, rate limits.
+//! - [`tiled`]: one task per static-ct-api log: checkpoint, data tiles, issuers; the same
+//!   backoff, rate limits, positions and publishing as [`watcher`].
+//! - [`checkpoint`]: static-ct-api checkpoints (signed notes) → a verified tree size.
 //! - [`positions`]: where each log was left, saved atomically, resumed on restart.
 //! - [`leaf`]: `get-entries` bodies → `MerkleTreeLeaf` + `extra_data` → DER certificates.
+//! - [`tile`]: static-ct-api data tiles → `TileLeaf`s → the same entries as [`leaf`].
 //! - [`x509`]: a DER certificate → certstream's certificate fields (OpenSSL 1.1.1 texts).
 //! - [`json`]: fields → the lite, full and domains-only messages, written once.
 //! - [`frame`]: websocket frame headers around those messages; [`frame::Frames`].
@@ -16,6 +20,7 @@
 //! - [`sim`]: a CT log simulator (tests, benchmarks, `--demo`).
 #![forbid(unsafe_code)]
 
+pub mod checkpoint;
 pub mod error;
 pub mod frame;
 pub mod http;
@@ -27,6 +32,8 @@ pub mod loglist;
 pub mod positions;
 pub mod sim;
 pub mod stats;
+pub mod tile;
+pub mod tiled;
 pub mod watcher;
 pub mod x509;
 

@@ -1,15 +1,26 @@
-//! A CT log simulator: RFC 6962 `get-sth` and `get-entries` of logs that grow at a set rate,
-//! replaying real entries (a folder of `get-entries` bodies or DER certificates) or
-//! certificates it makes itself with `rcgen`; optionally over TLS with a self-signed
-//! certificate; with fault injection (429 with `Retry-After`, 500, slow answers, truncated
-//! or garbage bodies, dropped connections) switchable while it runs. It also serves a v3 log
-//! list naming its logs at `/log_list.json`, so the service can be pointed at it.
+//! A CT log simulator: logs that grow at a set rate, replaying real entries (a folder of
+//! `get-entries` bodies or DER certificates, or real static-ct-api data tiles) or certificates
+//! it makes itself with `rcgen`; optionally over TLS with a self-signed certificate; with
+//! fault injection (429 with `Retry-After`, 500, slow answers, truncated or garbage bodies,
+//! dropped connections, broken entries, forged checkpoints) switchable while it runs. It also
+//! serves a v3 log list naming its logs at `/log_list.json`, so the service can be pointed at
+//! it.
+//!
+//! Each log speaks one API ([`LogConfig::kind`]):
+//! - RFC 6962: `/logs/<name>/ct/v1/get-sth` and `ct/v1/get-entries`, listed under `logs`.
+//! - static-ct-api: `/logs/<name>/checkpoint` (signed with an ECDSA P-256 key made at start;
+//!   origin `<host:port>/logs/<name>`), `tile/data/<N>[.p/<W>]` (a partial tile only while
+//!   its full tile does not exist yet; gzip-encoded when the `gzip` switch says so) and
+//!   `issuer/<hex>`, listed under `tiled_logs` with its key (base64 SPKI), `monitoring_url`
+//!   and `submission_url` (both `<base>/logs/<name>/`). Hash tiles are not served, and the
+//!   checkpoint's root hash is a placeholder: watchers here do not verify inclusion.
 //!
 //! Tests, benchmarks and the service's `--demo` start it in-process; the `ctlog-sim` binary
 //! runs it alone.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -22,8 +33,11 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::checkpoint::Signer;
 use crate::error::Error;
 use crate::leaf;
+pub use crate::loglist::LogKind;
+use crate::tile::{self, TileLeaf, TILE_WIDTH};
 
 /// Fault switches: each is the probability (0..=1) that a request gets that fault.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -43,13 +57,20 @@ pub struct Faults {
     /// The connection is dropped without an answer.
     pub reset: f64,
     /// A 200 in which one entry is broken (bad base64, a truncated `MerkleTreeLeaf`, or a
-    /// certificate that is not DER, in turn).
+    /// certificate that is not DER, in turn; in a data tile: a certificate that is not DER).
     pub corrupt: f64,
+    /// static-ct-api: a checkpoint for a larger tree, signed by another key under the log's
+    /// name and key ID (a watcher must reject it).
+    pub forged: f64,
+    /// static-ct-api: a data tile sent with `Content-Encoding: gzip` (not a fault: logs may
+    /// compress tiles without negotiation).
+    pub gzip: f64,
 }
 
 impl Faults {
     /// Parses `name=prob,...` (`429`, `500`, `slow`, `truncated`, `garbage`, `reset`,
-    /// `retry-after=<secs>`, `slow-ms=<ms>`), or `all=<prob>` for every fault at once.
+    /// `corrupt`, `forged`, `gzip`, `retry-after=<secs>`, `slow-ms=<ms>`), or `all=<prob>`
+    /// for every failure at once (`corrupt` and `gzip` excepted).
     pub fn parse(spec: &str) -> Result<Faults, String> {
         let mut f = Faults {
             slow_delay: Duration::from_millis(300),
@@ -70,6 +91,8 @@ impl Faults {
                 "garbage" => f.garbage = p,
                 "reset" => f.reset = p,
                 "corrupt" => f.corrupt = p,
+                "forged" => f.forged = p,
+                "gzip" => f.gzip = p,
                 "retry-after" => f.retry_after_secs = Some(p as u64),
                 "slow-ms" => f.slow_delay = Duration::from_millis(p as u64),
                 "all" => {
@@ -79,6 +102,7 @@ impl Faults {
                     f.truncated = p;
                     f.garbage = p;
                     f.reset = p;
+                    f.forged = p;
                 }
                 _ => return Err(format!("unknown fault {k:?}")),
             }
@@ -94,6 +118,14 @@ pub enum Source {
     Dir(std::path::PathBuf),
     /// `n` certificates made with rcgen (one CA, leaves with random-looking names).
     Generated(usize),
+    /// A static-ct-api log's files: the data tiles under `<dir>/tile/data/` (full tiles from
+    /// 0 on, then a partial one if there is one) and issuers from `<dir>/issuer/`, plus the
+    /// certificates in `issuers` (DER files, or the chains of `get-entries` bodies) when
+    /// the log's own issuers are not there. Every fingerprint must resolve.
+    Tiles {
+        dir: PathBuf,
+        issuers: Option<PathBuf>,
+    },
 }
 
 /// One simulated log.
@@ -111,6 +143,8 @@ pub struct LogConfig {
     /// Most entries one `get-entries` answer holds.
     pub batch_cap: u64,
     pub faults: Faults,
+    /// The API it speaks: RFC 6962 (the default) or static-ct-api.
+    pub kind: LogKind,
 }
 
 impl Default for LogConfig {
@@ -123,6 +157,7 @@ impl Default for LogConfig {
             max_size: None,
             batch_cap: 256,
             faults: Faults::default(),
+            kind: LogKind::Rfc6962,
         }
     }
 }
@@ -151,12 +186,25 @@ impl Default for SimConfig {
 pub struct SimLog {
     pub name: String,
     entries: Arc<Vec<(String, String)>>,
+    /// The static-ct-api side, for logs of that kind.
+    tiled: Option<Tiled>,
     batch_cap: u64,
     faults: Mutex<Faults>,
     growth: Mutex<Growth>,
     /// Requests served, by kind, for tests.
     pub requests: AtomicU64,
     pub faults_injected: AtomicU64,
+}
+
+/// What a static-ct-api log serves besides its size.
+#[derive(Debug)]
+struct Tiled {
+    /// The entries, repeated in order (each served with its own `leaf_index`).
+    leaves: Vec<TileLeaf>,
+    issuers: HashMap<[u8; 32], Bytes>,
+    signer: Signer,
+    /// Signs the `forged` fault's checkpoints.
+    impostor: Signer,
 }
 
 #[derive(Debug)]
@@ -195,6 +243,49 @@ impl SimLog {
     /// The `(leaf_input, extra_data)` of entry `i` (entries repeat the pool in order).
     pub fn entry(&self, i: u64) -> &(String, String) {
         &self.entries[(i % self.entries.len() as u64) as usize]
+    }
+
+    /// The API this log speaks.
+    pub fn kind(&self) -> LogKind {
+        if self.tiled.is_some() {
+            LogKind::StaticCt
+        } else {
+            LogKind::Rfc6962
+        }
+    }
+
+    /// A static-ct-api log's checkpoint key (DER SubjectPublicKeyInfo, as its log list entry
+    /// gives it in base64).
+    pub fn public_key(&self) -> Option<&[u8]> {
+        self.tiled.as_ref().map(|t| t.signer.spki())
+    }
+
+    /// A static-ct-api log's checkpoint origin.
+    pub fn origin(&self) -> Option<&str> {
+        self.tiled.as_ref().map(|t| t.signer.origin())
+    }
+
+    /// A static-ct-api log's data tile `n` with `width` entries, as served without faults
+    /// (`None` for an RFC 6962 log).
+    pub fn data_tile(&self, n: u64, width: u64) -> Option<Vec<u8>> {
+        Some(self.tiled.as_ref()?.tile(n, width, false))
+    }
+}
+
+impl Tiled {
+    /// Data tile `n` with `width` entries; `broken`: its first entry's certificate is not DER.
+    fn tile(&self, n: u64, width: u64, broken: bool) -> Vec<u8> {
+        let start = n.saturating_mul(TILE_WIDTH);
+        let mut out = Vec::with_capacity(width as usize * 2048);
+        for i in start..start.saturating_add(width) {
+            if broken && i == start {
+                TileLeaf::x509(now_ms(), b"\x30\x03not a certificate", Vec::new())
+                    .encode_at(i, &mut out);
+            } else {
+                self.leaves[(i % self.leaves.len() as u64) as usize].encode_at(i, &mut out);
+            }
+        }
+        out
     }
 }
 
@@ -235,7 +326,144 @@ pub fn load_source(source: &Source) -> Result<Vec<(String, String)>, Error> {
     match source {
         Source::Dir(dir) => load_dir(dir),
         Source::Generated(n) => generate(*n),
+        Source::Tiles { dir, issuers } => {
+            let (leaves, issuers) = load_tiles(dir, issuers.as_deref())?;
+            Ok(to_rfc6962(&leaves, &issuers))
+        }
     }
+}
+
+/// Issuers by SHA-256.
+pub type IssuerMap = HashMap<[u8; 32], Bytes>;
+
+/// Loads a source as static-ct-api entries and the issuers they name.
+pub fn load_tiled_source(source: &Source) -> Result<(Vec<TileLeaf>, IssuerMap), Error> {
+    if let Source::Tiles { dir, issuers } = source {
+        return load_tiles(dir, issuers.as_deref());
+    }
+    let b64 = &base64::engine::general_purpose::STANDARD;
+    let mut leaves = Vec::new();
+    let mut issuers = HashMap::new();
+    for (l, x) in load_source(source)? {
+        let parsed = b64
+            .decode(l.as_bytes())
+            .ok()
+            .zip(b64.decode(x.as_bytes()).ok())
+            .map(|(l, x)| TileLeaf::from_rfc6962(&l, Bytes::from(x)));
+        match parsed {
+            Some(Ok((leaf, chain))) => {
+                for c in chain {
+                    issuers.insert(crate::checkpoint::sha256(&c), c);
+                }
+                leaves.push(leaf);
+            }
+            _ => tracing::warn!(
+                "simulator: an entry that does not decode is left out of a static-ct-api log"
+            ),
+        }
+    }
+    if leaves.is_empty() {
+        return Err(not_found(&format!("{source:?}"), "no decodable entries"));
+    }
+    Ok((leaves, issuers))
+}
+
+fn not_found(path: &str, what: &str) -> Error {
+    Error::Io {
+        path: path.to_owned(),
+        source: std::io::Error::new(std::io::ErrorKind::NotFound, what.to_owned()),
+    }
+}
+
+fn to_rfc6962(leaves: &[TileLeaf], issuers: &IssuerMap) -> Vec<(String, String)> {
+    let b64 = &base64::engine::general_purpose::STANDARD;
+    leaves
+        .iter()
+        .map(|l| {
+            let chain: Vec<Bytes> = l
+                .chain
+                .iter()
+                .filter_map(|fp| issuers.get(fp).cloned())
+                .collect();
+            (
+                b64.encode(l.merkle_tree_leaf()),
+                b64.encode(l.extra_data(&chain)),
+            )
+        })
+        .collect()
+}
+
+/// Reads a static-ct-api log's data tiles and issuers (see [`Source::Tiles`]).
+fn load_tiles(dir: &Path, extra: Option<&Path>) -> Result<(Vec<TileLeaf>, IssuerMap), Error> {
+    let data = dir.join("tile/data");
+    let mut leaves = Vec::new();
+    for n in 0.. {
+        let full = dir.join(tile::data_tile_path(n, TILE_WIDTH));
+        if full.is_file() {
+            let body = Bytes::from(std::fs::read(&full).map_err(|e| Error::io(&full, e))?);
+            let tile = tile::decode_tile(&body, TILE_WIDTH as usize)
+                .map_err(|e| Error::Json(format!("{}: {e}", full.display())))?;
+            leaves.extend(tile);
+            continue;
+        }
+        // The right edge: the widest partial tile there is.
+        let partial_dir = PathBuf::from(format!("{}.p", full.display()));
+        let widest = std::fs::read_dir(&partial_dir)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
+            .filter(|w| (1..TILE_WIDTH).contains(w))
+            .max();
+        if let Some(w) = widest {
+            let path = partial_dir.join(w.to_string());
+            let body = Bytes::from(std::fs::read(&path).map_err(|e| Error::io(&path, e))?);
+            let tile = tile::decode_tile(&body, w as usize)
+                .map_err(|e| Error::Json(format!("{}: {e}", path.display())))?;
+            leaves.extend(tile);
+        }
+        break;
+    }
+    if leaves.is_empty() {
+        return Err(not_found(&data.display().to_string(), "no data tiles"));
+    }
+    let mut issuers = HashMap::new();
+    let mut add = |der: Vec<u8>| {
+        let der = Bytes::from(der);
+        issuers.insert(crate::checkpoint::sha256(&der), der);
+    };
+    for folder in std::iter::once(dir.join("issuer")).chain(extra.map(Path::to_path_buf)) {
+        let Ok(list) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        let mut paths: Vec<PathBuf> = list.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        paths.sort();
+        for path in paths.into_iter().filter(|p| p.is_file()) {
+            let mut body = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                add(body);
+                continue;
+            }
+            let Ok(entries) = leaf::parse_get_entries(&mut body) else {
+                continue;
+            };
+            for e in entries.iter().filter_map(|e| leaf::decode(e).ok()) {
+                for c in e.chain {
+                    add(c.to_vec());
+                }
+            }
+        }
+    }
+    if let Some(fp) = leaves
+        .iter()
+        .flat_map(|l| &l.chain)
+        .find(|fp| !issuers.contains_key(*fp))
+    {
+        return Err(not_found(
+            &dir.display().to_string(),
+            &format!("no issuer certificate for {}", tile::issuer_path(fp)),
+        ));
+    }
+    Ok((leaves, issuers))
 }
 
 fn load_dir(dir: &Path) -> Result<Vec<(String, String)>, Error> {
@@ -338,11 +566,33 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, Error> {
     let addr = listener
         .local_addr()
         .map_err(|e| Error::io(cfg.addr.to_string(), e))?;
+    let scheme = if cfg.tls { "https" } else { "http" };
+    let host = if cfg.tls {
+        format!("localhost:{}", addr.port())
+    } else {
+        addr.to_string()
+    };
+    let base_url = format!("{scheme}://{host}/");
     let mut logs = Vec::new();
     for l in &cfg.logs {
+        let (entries, tiled) = match l.kind {
+            LogKind::Rfc6962 => (load_source(&l.source)?, None),
+            LogKind::StaticCt => {
+                let (leaves, issuers) = load_tiled_source(&l.source)?;
+                let origin = crate::checkpoint::origin_of(&format!("{base_url}logs/{}/", l.name));
+                let tiled = Tiled {
+                    signer: Signer::generate(&origin)?,
+                    impostor: Signer::generate(&origin)?,
+                    leaves,
+                    issuers,
+                };
+                (to_rfc6962(&tiled.leaves, &tiled.issuers), Some(tiled))
+            }
+        };
         logs.push(Arc::new(SimLog {
             name: l.name.clone(),
-            entries: Arc::new(load_source(&l.source)?),
+            entries: Arc::new(entries),
+            tiled,
             batch_cap: l.batch_cap.max(1),
             faults: Mutex::new(l.faults.clone()),
             growth: Mutex::new(Growth {
@@ -374,13 +624,6 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, Error> {
     } else {
         (None, None)
     };
-    let scheme = if cfg.tls { "https" } else { "http" };
-    let host = if cfg.tls {
-        format!("localhost:{}", addr.port())
-    } else {
-        addr.to_string()
-    };
-    let base_url = format!("{scheme}://{host}/");
     let log_list = Bytes::from(log_list_json(&base_url, &logs));
     let state = Arc::new(State {
         logs: logs.clone(),
@@ -442,27 +685,49 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, Error> {
 }
 
 fn log_list_json(base: &str, logs: &[Arc<SimLog>]) -> Vec<u8> {
+    let b64 = &base64::engine::general_purpose::STANDARD;
+    let mut rfc = Vec::new();
+    let mut tiled = Vec::new();
+    for l in logs {
+        let url = format!("{base}logs/{}/", l.name);
+        let (out, id, key) = match l.public_key() {
+            Some(key) => (&mut tiled, crate::checkpoint::sha256(key), b64.encode(key)),
+            None => (
+                &mut rfc,
+                crate::checkpoint::sha256(l.name.as_bytes()),
+                String::new(),
+            ),
+        };
+        if !out.is_empty() {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"description\":");
+        crate::json::write_str(out, &format!("Simulated log '{}'", l.name));
+        out.extend_from_slice(b",\"log_id\":");
+        crate::json::write_str(out, &b64.encode(id));
+        out.extend_from_slice(b",\"key\":");
+        crate::json::write_str(out, &key);
+        if l.tiled.is_some() {
+            out.extend_from_slice(b",\"monitoring_url\":");
+            crate::json::write_str(out, &url);
+            out.extend_from_slice(b",\"submission_url\":");
+            crate::json::write_str(out, &url);
+            out.extend_from_slice(b",\"mmd\":60");
+        } else {
+            out.extend_from_slice(b",\"url\":");
+            crate::json::write_str(out, &url);
+            out.extend_from_slice(b",\"mmd\":86400");
+        }
+        out.extend_from_slice(b",\"state\":{\"usable\":{\"timestamp\":\"2026-01-01T00:00:00Z\"}}}");
+    }
     let mut out = Vec::new();
     out.extend_from_slice(
         b"{\"version\":\"sim\",\"log_list_timestamp\":\"2026-01-01T00:00:00Z\",\"operators\":[{\"name\":\"certstream simulator\",\"email\":[],\"logs\":[",
     );
-    for (i, l) in logs.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        let id = ring::digest::digest(&ring::digest::SHA256, l.name.as_bytes());
-        let id = base64::engine::general_purpose::STANDARD.encode(id.as_ref());
-        out.extend_from_slice(b"{\"description\":");
-        crate::json::write_str(&mut out, &format!("Simulated log '{}'", l.name));
-        out.extend_from_slice(b",\"log_id\":");
-        crate::json::write_str(&mut out, &id);
-        out.extend_from_slice(b",\"key\":\"\",\"url\":");
-        crate::json::write_str(&mut out, &format!("{base}logs/{}/", l.name));
-        out.extend_from_slice(
-            b",\"mmd\":86400,\"state\":{\"usable\":{\"timestamp\":\"2026-01-01T00:00:00Z\"}}}",
-        );
-    }
-    out.extend_from_slice(b"],\"tiled_logs\":[]}]}");
+    out.extend_from_slice(&rfc);
+    out.extend_from_slice(b"],\"tiled_logs\":[");
+    out.extend_from_slice(&tiled);
+    out.extend_from_slice(b"]}]}");
     out
 }
 
@@ -475,11 +740,15 @@ struct State {
 type Resp = Response<Full<Bytes>>;
 
 fn respond(status: StatusCode, body: impl Into<Bytes>) -> Resp {
+    respond_as(status, body, "application/json")
+}
+
+fn respond_as(status: StatusCode, body: impl Into<Bytes>, content_type: &'static str) -> Resp {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/json"),
+        hyper::header::HeaderValue::from_static(content_type),
     );
     r
 }
@@ -544,6 +813,9 @@ impl State {
             log.faults_injected.fetch_add(1, Relaxed);
             return Ok(respond(StatusCode::INTERNAL_SERVER_ERROR, "oops"));
         }
+        if let Some(t) = &log.tiled {
+            return Ok(self.handle_tiled(log, t, call, &faults));
+        }
         let body = match call {
             "ct/v1/get-sth" => sth_json(log.tree_size()),
             "ct/v1/get-entries" => match entries_json(
@@ -572,6 +844,96 @@ impl State {
         }
         Ok(respond(StatusCode::OK, body))
     }
+}
+
+impl State {
+    /// A static-ct-api request, after the faults that come before any answer.
+    fn handle_tiled(&self, log: &SimLog, t: &Tiled, call: &str, faults: &Faults) -> Resp {
+        let size = log.tree_size();
+        let (mut body, content_type) = if call == "checkpoint" {
+            let root = ring::digest::digest(&ring::digest::SHA256, &size.to_be_bytes());
+            let mut root_hash = [0u8; 32];
+            root_hash.copy_from_slice(root.as_ref());
+            let note = if self.roll() < faults.forged {
+                log.faults_injected.fetch_add(1, Relaxed);
+                t.impostor.sign_as(
+                    t.signer.origin(),
+                    t.signer.key_id(),
+                    size + 1000,
+                    &root_hash,
+                    now_ms(),
+                )
+            } else {
+                t.signer.sign(size, &root_hash, now_ms())
+            };
+            (note, "text/plain; charset=utf-8")
+        } else if let Some(p) = call.strip_prefix("tile/data/") {
+            let Some((n, width)) = tile::parse_data_tile_path(p) else {
+                return respond(StatusCode::NOT_FOUND, "not found");
+            };
+            let start = n.saturating_mul(TILE_WIDTH);
+            // Full tiles once complete; a partial tile only while its full tile is not.
+            let exists = if width == TILE_WIDTH {
+                start.saturating_add(TILE_WIDTH) <= size
+            } else {
+                start.saturating_add(width) <= size && start.saturating_add(TILE_WIDTH) > size
+            };
+            if !exists {
+                return respond(StatusCode::NOT_FOUND, "no such tile");
+            }
+            let broken = self.roll() < faults.corrupt;
+            if broken {
+                log.faults_injected.fetch_add(1, Relaxed);
+            }
+            (t.tile(n, width, broken), "application/octet-stream")
+        } else if let Some(hex) = call.strip_prefix("issuer/") {
+            match parse_fingerprint(hex).and_then(|fp| t.issuers.get(&fp)) {
+                Some(der) => (der.to_vec(), "application/pkix-cert"),
+                None => return respond(StatusCode::NOT_FOUND, "no such issuer"),
+            }
+        } else {
+            return respond(StatusCode::NOT_FOUND, "not found");
+        };
+        if self.roll() < faults.truncated {
+            log.faults_injected.fetch_add(1, Relaxed);
+            body.truncate(body.len() / 2);
+        } else if self.roll() < faults.garbage {
+            log.faults_injected.fetch_add(1, Relaxed);
+            body = b"<html>\x00\xff not a tile".to_vec();
+        }
+        if call.starts_with("tile/") && self.roll() < faults.gzip {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            if std::io::Write::write_all(&mut gz, &body).is_ok() {
+                if let Ok(z) = gz.finish() {
+                    let mut r = respond_as(StatusCode::OK, z, content_type);
+                    r.headers_mut().insert(
+                        hyper::header::CONTENT_ENCODING,
+                        hyper::header::HeaderValue::from_static("gzip"),
+                    );
+                    return r;
+                }
+            }
+        }
+        respond_as(StatusCode::OK, body, content_type)
+    }
+}
+
+/// 64 lowercase hex digits → 32 bytes.
+fn parse_fingerprint(hex: &str) -> Option<[u8; 32]> {
+    let h = hex.as_bytes();
+    if h.len() != 64 {
+        return None;
+    }
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let mut fp = [0u8; 32];
+    for (i, b) in fp.iter_mut().enumerate() {
+        *b = (digit(h[2 * i])? << 4) | digit(h[2 * i + 1])?;
+    }
+    Some(fp)
 }
 
 fn sth_json(size: u64) -> Vec<u8> {
@@ -660,8 +1022,39 @@ mod tests {
         assert_eq!(f.garbage, 0.1);
         let f = Faults::parse("all=0.2").unwrap();
         assert_eq!(f.reset, 0.2);
+        assert_eq!((f.forged, f.gzip, f.corrupt), (0.2, 0.0, 0.0));
+        let f = Faults::parse("forged=1,gzip=0.5").unwrap();
+        assert_eq!((f.forged, f.gzip), (1.0, 0.5));
         assert!(Faults::parse("nope=1").is_err());
         assert!(Faults::parse("429").is_err());
+    }
+
+    #[test]
+    fn fingerprints_in_issuer_paths() {
+        let fp: [u8; 32] = std::array::from_fn(|i| i as u8 * 7);
+        let path = tile::issuer_path(&fp);
+        assert_eq!(
+            parse_fingerprint(path.strip_prefix("issuer/").unwrap()),
+            Some(fp)
+        );
+        assert_eq!(parse_fingerprint(&"AB".repeat(32)), None);
+        assert_eq!(parse_fingerprint("ab"), None);
+        assert_eq!(parse_fingerprint(&"zz".repeat(32)), None);
+    }
+
+    #[test]
+    fn generated_entries_as_tiles() {
+        let (leaves, issuers) = load_tiled_source(&Source::Generated(3)).unwrap();
+        assert_eq!((leaves.len(), issuers.len()), (3, 1));
+        assert!(leaves
+            .iter()
+            .all(|l| l.chain.len() == 1 && issuers.contains_key(&l.chain[0])));
+        // Back to RFC 6962 form: the same entries.
+        for ((l, x), t) in to_rfc6962(&leaves, &issuers).iter().zip(&leaves) {
+            let e = leaf::decode_b64(l.as_bytes(), x.as_bytes()).unwrap();
+            assert_eq!(e.leaf, t.leaf);
+            assert_eq!(e.chain, vec![issuers[&t.chain[0]].clone()]);
+        }
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub struct Stats {
     pub rate_limited: AtomicU64,
     /// Bodies that did not parse or said something impossible.
     pub bad_responses: AtomicU64,
+    /// static-ct-api checkpoints rejected (unparsable, wrong origin, bad or missing
+    /// signature): never followed.
+    pub bad_checkpoints: AtomicU64,
     /// Log list fetches that failed.
     pub loglist_errors: AtomicU64,
     /// Position file writes that failed.
@@ -87,7 +90,7 @@ impl Stats {
     }
 
     /// `(name, value)` of every engine-wide counter, for `/metrics`.
-    pub fn counters(&self) -> [(&'static str, u64); 10] {
+    pub fn counters(&self) -> [(&'static str, u64); 11] {
         [
             ("entries", self.entries.load(Relaxed)),
             ("bad_entries", self.bad_entries.load(Relaxed)),
@@ -97,6 +100,7 @@ impl Stats {
             ("http_status_errors", self.http_status_errors.load(Relaxed)),
             ("rate_limited", self.rate_limited.load(Relaxed)),
             ("bad_responses", self.bad_responses.load(Relaxed)),
+            ("bad_checkpoints", self.bad_checkpoints.load(Relaxed)),
             ("loglist_errors", self.loglist_errors.load(Relaxed)),
             (
                 "position_save_errors",

@@ -1,5 +1,7 @@
 //! One task per RFC 6962 log: poll `get-sth`, fetch new ranges with `get-entries`, decode,
-//! encode and publish every entry exactly once and in order.
+//! encode and publish every entry exactly once and in order. The pieces both log kinds use
+//! (settings, [`Ctx`], [`Log`], [`Backoff`], [`RateLimiter`], requests, publishing) live here;
+//! static-ct-api logs are watched by [`crate::tiled`].
 //!
 //! - **Batches.** A request asks for `batch` entries; the log may return fewer (logs cap
 //!   batches, commonly 32..1024). The watcher advances by however many came back, fetches
@@ -219,12 +221,12 @@ struct Sth {
 }
 
 /// A failed request: what to count and how long the server asked us to wait.
-struct Failure {
-    error: Error,
-    retry_after: Option<Duration>,
+pub(crate) struct Failure {
+    pub(crate) error: Error,
+    pub(crate) retry_after: Option<Duration>,
 }
 
-fn now_secs() -> f64 {
+pub(crate) fn now_secs() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
@@ -242,15 +244,26 @@ pub(crate) async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>)
     }
 }
 
-async fn get(ctx: &Ctx, log: &Log, url: &str) -> Result<Response, Failure> {
+/// GETs `url` in the operator's turn; any status comes back (failures before one are counted).
+pub(crate) async fn request(ctx: &Ctx, log: &Log, url: &str) -> Result<Response, Failure> {
     log.limiter.acquire().await;
-    let r = ctx.client.get(url).await.map_err(|error| {
+    ctx.client.get(url).await.map_err(|error| {
         ctx.stats.http_errors.fetch_add(1, Relaxed);
         Failure {
             error,
             retry_after: None,
         }
-    })?;
+    })
+}
+
+/// GETs `url` in the operator's turn; anything but a 200 is a counted failure.
+pub(crate) async fn get(ctx: &Ctx, log: &Log, url: &str) -> Result<Response, Failure> {
+    let r = request(ctx, log, url).await?;
+    check_status(ctx, url, r)
+}
+
+/// A 200 passes; 429 and other statuses are counted failures (`Retry-After` kept).
+pub(crate) fn check_status(ctx: &Ctx, url: &str, r: Response) -> Result<Response, Failure> {
     match r.status {
         200 => Ok(r),
         429 => {
@@ -468,21 +481,34 @@ fn publish_body(
                 continue;
             }
         };
-        let enc = encoder.encode(&log.source, index, Link::GetEntries, &entry, seen);
-        if let Some(e) = &enc.leaf_error {
-            ctx.stats.leaf_parse_errors.fetch_add(1, Relaxed);
-            tracing::warn!(log = %log.source.url, index, error = %e, "leaf certificate does not parse; sent with what could be read");
-        }
-        if enc.chain_errors > 0 {
-            ctx.stats
-                .chain_parse_errors
-                .fetch_add(u64::from(enc.chain_errors), Relaxed);
-        }
-        ctx.sink.publish(enc.frames);
-        ctx.stats.entries.fetch_add(1, Relaxed);
-        log.stats.entries.fetch_add(1, Relaxed);
+        publish_entry(ctx, log, encoder, index, Link::GetEntries, &entry, seen);
     }
     Ok(n)
+}
+
+/// Encodes one decoded entry, publishes its frames and counts it (both log kinds).
+pub(crate) fn publish_entry(
+    ctx: &Ctx,
+    log: &Log,
+    encoder: &mut Encoder,
+    index: u64,
+    link: Link<'_>,
+    entry: &leaf::Entry,
+    seen: f64,
+) {
+    let enc = encoder.encode(&log.source, index, link, entry, seen);
+    if let Some(e) = &enc.leaf_error {
+        ctx.stats.leaf_parse_errors.fetch_add(1, Relaxed);
+        tracing::warn!(log = %log.source.url, index, error = %e, "leaf certificate does not parse; sent with what could be read");
+    }
+    if enc.chain_errors > 0 {
+        ctx.stats
+            .chain_parse_errors
+            .fetch_add(u64::from(enc.chain_errors), Relaxed);
+    }
+    ctx.sink.publish(enc.frames);
+    ctx.stats.entries.fetch_add(1, Relaxed);
+    log.stats.entries.fetch_add(1, Relaxed);
 }
 
 #[cfg(test)]

@@ -133,6 +133,7 @@ fn log(name: &str, size: u64, cap: u64, faults: Faults) -> LogConfig {
         max_size: Some(size),
         batch_cap: cap,
         faults,
+        ..LogConfig::default()
     }
 }
 
