@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use certstream_engine::http::ClientConfig;
 use certstream_engine::ingest::IngestConfig;
-use certstream_engine::loglist::{StateFilter, GOOGLE_LOG_LIST};
+use certstream_engine::loglist::{LogKind, StateFilter, GOOGLE_LOG_LIST};
 use certstream_engine::sim::{self, Faults, LogConfig, SimConfig, Source};
 use certstream_engine::watcher::{StartAt, WatcherConfig};
 use clap::{Args, Parser, Subcommand};
@@ -166,17 +166,22 @@ impl RunArgs {
             refresh: secs(self.refresh_interval),
             save_interval: secs(self.save_interval),
         };
+        let demo_log = |name: &str, kind: LogKind| LogConfig {
+            name: name.into(),
+            kind,
+            source: match &self.demo_source {
+                Some(p) => Source::Dir(p.clone()),
+                None => Source::Generated(256),
+            },
+            initial_size: 0,
+            rate: self.demo_rate / 2.0,
+            ..LogConfig::default()
+        };
         let demo = self.demo.then(|| SimConfig {
-            logs: vec![LogConfig {
-                name: "demo".into(),
-                source: match &self.demo_source {
-                    Some(p) => Source::Dir(p.clone()),
-                    None => Source::Generated(256),
-                },
-                initial_size: 0,
-                rate: self.demo_rate,
-                ..LogConfig::default()
-            }],
+            logs: vec![
+                demo_log("demo", LogKind::Rfc6962),
+                demo_log("demo-tiled", LogKind::StaticCt),
+            ],
             ..SimConfig::default()
         });
         let mut ingest = ingest;
@@ -299,9 +304,13 @@ pub struct SimCli {
     /// Where to write the TLS certificate (PEM) to trust.
     #[arg(long)]
     pub ca_out: Option<PathBuf>,
-    /// Number of logs.
+    /// Number of RFC 6962 logs.
     #[arg(long, default_value_t = 1)]
     pub logs: usize,
+    /// Number of static-ct-api (tiled) logs besides them (checkpoints signed with a key the
+    /// served log list carries).
+    #[arg(long, default_value_t = 0)]
+    pub static_ct: usize,
     /// Folder of get-entries bodies or DER certificates to replay (default: generated).
     #[arg(long)]
     pub source: Option<PathBuf>,
@@ -334,16 +343,24 @@ pub fn sim_main() -> anyhow::Result<()> {
     let cfg = SimConfig {
         addr: a.addr,
         tls: a.tls,
-        logs: (0..a.logs.max(1))
+        logs: (0..a.logs + a.static_ct)
             .map(|i| LogConfig {
-                name: format!("log{i}"),
+                name: if i < a.logs {
+                    format!("log{i}")
+                } else {
+                    format!("tiled{}", i - a.logs)
+                },
+                kind: if i < a.logs {
+                    LogKind::Rfc6962
+                } else {
+                    LogKind::StaticCt
+                },
                 source: source.clone(),
                 initial_size: a.initial_size,
                 rate: a.rate,
                 max_size: a.max_size,
                 batch_cap: a.batch_cap,
                 faults: faults.clone(),
-                ..LogConfig::default()
             })
             .collect(),
     };
@@ -357,8 +374,16 @@ pub fn sim_main() -> anyhow::Result<()> {
             std::fs::write(out, pem).with_context(|| format!("writing {}", out.display()))?;
         }
         println!("{}", h.log_list_url);
-        for i in 0..h.logs.len() {
-            println!("{}", h.log_url(i));
+        for (i, log) in h.logs.iter().enumerate() {
+            match log.public_key() {
+                Some(key) => println!(
+                    "{} static-ct origin={} key={}",
+                    h.log_url(i),
+                    log.origin().unwrap_or(""),
+                    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key)
+                ),
+                None => println!("{} rfc6962", h.log_url(i)),
+            }
         }
         tracing::info!(log_list = %h.log_list_url, "simulator serving; Ctrl-C stops it");
         shutdown_signal().await;
