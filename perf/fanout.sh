@@ -18,8 +18,18 @@ start_server "$PORT" "$@"
 sleep 1
 echo "connecting $CLIENTS clients to $STREAM, measuring ${SECS}s..." >&2
 "$BIN/loadclient" --addr "127.0.0.1:$PORT" --path "$STREAM" --clients "$CLIENTS" --warmup 3 \
-    --duration "$SECS" --server-pid "$SERVER_PID" --threads "${LC_THREADS:-1}" >"$RUN/$NAME.json"
-curl -s "http://127.0.0.1:$PORT/stats" >"$RUN/$NAME-stats.json" 2>/dev/null || true
+    --duration "$SECS" --server-pid "$SERVER_PID" --threads "${LC_THREADS:-1}" \
+    >"$RUN/$NAME.json" 2> >(tee "$RUN/$NAME.client.log" >&2) &
+LOADCLIENT=$!
+if [[ -n "${FLAME:-}" ]]; then
+    # Profile the service inside the measured window (FLAME=1 names it after the run).
+    [[ "$FLAME" == 1 ]] && FLAME=$NAME
+    for _ in $(seq 1200); do grep -q "clients connected" "$RUN/$NAME.client.log" 2>/dev/null && break; sleep 0.25; done
+    sleep 4
+    profile_pid "$FLAME" "$SERVER_PID" "$(( SECS > 12 ? 10 : SECS - 2 ))" || true
+fi
+wait "$LOADCLIENT"
+http_get "$PORT" /stats >"$RUN/$NAME-stats.json" 2>/dev/null || true
 cleanup; PIDS=()
 echo "iperf3 on loopback (the limit)..." >&2
 iperf3_limit
@@ -27,9 +37,14 @@ iperf3_limit
     echo "command: perf/fanout.sh $CLIENTS $RATE $STREAM $SECS $*"
     versions
 } >"$RUN/$NAME.txt"
-python3 - "$RUN/$NAME.json" "$RUN/iperf3.json" "$RATE" "$CLIENTS" >>"$RUN/$NAME.txt" <<'PY'
+python3 - "$RUN/$NAME.json" "$RUN/iperf3.json" "$RATE" "$CLIENTS" "$RUN/$NAME-stats.json" >>"$RUN/$NAME.txt" <<'PY'
 import json, sys
 lc = json.load(open(sys.argv[1])); ip = json.load(open(sys.argv[2]))
+try:
+    st = json.load(open(sys.argv[5]))
+    drops = f'{st["dropped"]["core_rings"]:,} certificates at core rings, {st["dropped"]["client_queues"]:,} frames at client queues, {st["slow_clients_closed"]} slow clients closed (whole run)'
+except Exception as e:
+    drops = f"unknown ({e})"
 rate, clients = float(sys.argv[3]), int(sys.argv[4])
 end = ip["end"]; secs = end["sum_sent"]["seconds"]; ibytes = end["sum_sent"]["bytes"]
 icpu = end["cpu_utilization_percent"]["host_total"] / 100 * secs
@@ -51,6 +66,7 @@ rows = [
     ("server RSS idle → start → end (KiB)", f'{lc["server_rss_kib_idle"]} → {lc["server_rss_kib_start"]} → {lc["server_rss_kib_end"]}'),
     ("RSS per connection (KiB)", f'{(lc["server_rss_kib_end"]-lc["server_rss_kib_idle"])/max(1,lc["connected"]):.1f}'),
     ("client disconnects", lc["disconnects"]),
+    ("server drops", drops),
 ]
 for k, v in rows:
     print(f"{k:<44} {v}")

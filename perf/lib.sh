@@ -71,3 +71,35 @@ versions() {
         echo "iperf3: $(iperf3 --version 2>/dev/null | head -1 || echo none)"
     }
 }
+
+# flamegraph NAME PERF_DATA: renders flamegraphs/NAME.svg from a perf recording (inferno).
+flamegraph() {
+    local name=$1 data=$2
+    command -v inferno-flamegraph >/dev/null || cargo install inferno --locked >&2
+    mkdir -p flamegraphs
+    perf script -i "$data" 2>/dev/null | inferno-collapse-perf >"$RUN/$name.folded"
+    inferno-flamegraph --title "certstream: $name" --countname samples <"$RUN/$name.folded" >"flamegraphs/$name.svg"
+    echo "flamegraph: flamegraphs/$name.svg ($(wc -l <"$RUN/$name.folded") stacks)" >&2
+}
+
+# profile_pid NAME PID SECONDS: perf-records a running process (cpu-clock: this VM has no
+# hardware counters) with DWARF call graphs and renders its flamegraph.
+profile_pid() {
+    local name=$1 pid=$2 secs=$3
+    need_tool perf linux-perf
+    if perf record -e cpu-clock -F 499 --call-graph dwarf,16384 -p "$pid" -o "$RUN/$name.perf.data" -- sleep "$secs" 2>"$RUN/$name.perf.log"; then
+        flamegraph "$name" "$RUN/$name.perf.data"
+        rm -f "$RUN/$name.perf.data"
+    else
+        echo "perf record failed ($(tail -1 "$RUN/$name.perf.log")); no flamegraph" >&2
+        return 1
+    fi
+}
+
+# http_get PORT PATH: the body of GET http://127.0.0.1:PORT/PATH (no curl needed).
+http_get() {
+    exec 3<>"/dev/tcp/127.0.0.1/$1"
+    printf 'GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' "$2" >&3
+    sed '1,/^\r$/d' <&3
+    exec 3<&-
+}
