@@ -6,7 +6,7 @@ CORPUS=${CERTSTREAM_CORPUS:-../shared/corpus}
 PROFILE=${PROFILE:-profiling}
 RUN=${RUN:-perf/runs/$(date +%F)-$(hostname)}
 mkdir -p "$RUN"
-BIN=target/$PROFILE
+BIN=${CARGO_TARGET_DIR:-target}/$PROFILE
 PIDS=()
 cleanup() { for p in "${PIDS[@]:-}"; do [[ -n "$p" ]] && kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT

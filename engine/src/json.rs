@@ -271,18 +271,8 @@ impl Encoder {
 /// What is known of a certificate that does not parse: its hashes (and, in the full stream,
 /// its DER). Everything else stays empty so clients still find every field.
 fn fallback_fields(der: &[u8]) -> CertFields {
-    let sha1 = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, der);
-    let sha256 = ring::digest::digest(&ring::digest::SHA256, der);
-    let mut fingerprint = String::with_capacity(59);
-    for (i, b) in sha1.as_ref().iter().enumerate() {
-        if i > 0 {
-            fingerprint.push(':');
-        }
-        fingerprint.push_str(&format!("{b:02X}"));
-    }
     CertFields {
-        fingerprint,
-        sha256: sha256.as_ref().iter().map(|b| format!("{b:02X}")).collect(),
+        fingerprint: x509::fingerprint(der),
         ..CertFields::default()
     }
 }
