@@ -49,6 +49,11 @@ rate, clients = float(sys.argv[3]), int(sys.argv[4])
 end = ip["end"]; secs = end["sum_sent"]["seconds"]; ibytes = end["sum_sent"]["bytes"]
 icpu = end["cpu_utilization_percent"]["host_total"] / 100 * secs
 iperf_cpu_gb = icpu / (ibytes / 1e9); iperf_bps = ibytes / secs
+try:
+    u, s_ = open(sys.argv[2].replace("iperf3.json", "iperf3.cpu")).read().split()
+    iperf_proc_gb = (float(u) + float(s_)) / (ibytes / 1e9)
+except Exception:
+    iperf_proc_gb = float("nan")
 offered = rate * clients
 delivered = lc["certificate_frames_per_second"] / offered
 gb = lc["bytes"] / 1e9
@@ -60,8 +65,9 @@ rows = [
     ("delivered MB/s", f'{lc["bytes_per_second"]/1e6:,.1f}'),
     ("latency p50 / p99 / max (ms)", f'{lc["latency_p50_ms"]} / {lc["latency_p99_ms"]} / {lc["latency_max_ms"]}'),
     ("server CPU-seconds per GB", f"{cpu_gb:.3f}"),
-    ("iperf3 sender CPU-seconds per GB", f"{iperf_cpu_gb:.3f} (at {iperf_bps/1e9:.2f} GB/s)"),
-    ("ratio server/iperf3 CPU per GB", f"{cpu_gb/iperf_cpu_gb:.2f}"),
+    ("iperf3 sender CPU-seconds per GB", f"{iperf_cpu_gb:.3f} (host_total; at {iperf_bps/1e9:.2f} GB/s)"),
+    ("  same, from the process's user+sys time", f"{iperf_proc_gb:.3f}"),
+    ("ratio server/iperf3 CPU per GB", f"{cpu_gb/iperf_cpu_gb:.2f} (host_total) / {cpu_gb/iperf_proc_gb:.2f} (process time)"),
     ("ratio delivered bytes/s / iperf3 bytes/s", f'{lc["bytes_per_second"]/iperf_bps:.3f}'),
     ("server RSS idle → start → end (KiB)", f'{lc["server_rss_kib_idle"]} → {lc["server_rss_kib_start"]} → {lc["server_rss_kib_end"]}'),
     ("RSS per connection (KiB)", f'{(lc["server_rss_kib_end"]-lc["server_rss_kib_idle"])/max(1,lc["connected"]):.1f}'),

@@ -27,21 +27,36 @@ build() {
 # start_sim RATE [extra args...]: starts ctlog-sim on real corpus entries; sets LOG_LIST.
 start_sim() {
     local rate=$1; shift
+    sim_up --source "$CORPUS/get-entries" --rate "$rate" --batch-cap 256 --initial-size 0 "$@"
+    echo "simulator: $LOG_LIST ($rate certificates/s, batches of 256, real corpus entries)" >&2
+}
+
+# sim_up [args...]: starts ctlog-sim with exactly these arguments; sets LOG_LIST, SIM_URL
+# (its base URL, for /control) and SIM_PID.
+sim_up() {
     rm -f "$RUN/sim.out"
-    "$BIN/ctlog-sim" --source "$CORPUS/get-entries" --rate "$rate" --batch-cap 256 --initial-size 0 "$@" \
-        >"$RUN/sim.out" 2>"$RUN/sim.log" &
-    PIDS+=($!)
+    "$BIN/ctlog-sim" "$@" >"$RUN/sim.out" 2>"$RUN/sim.log" &
+    SIM_PID=$!
+    PIDS+=("$SIM_PID")
     for _ in $(seq 300); do grep -q '^http' "$RUN/sim.out" 2>/dev/null && break; sleep 0.1; done
     LOG_LIST=$(head -1 "$RUN/sim.out")
     [[ "$LOG_LIST" == http* ]] || { echo "the simulator did not start: $(tail -3 "$RUN/sim.log")" >&2; exit 1; }
-    echo "simulator: $LOG_LIST ($rate certificates/s, batches of 256, real corpus entries)" >&2
+    SIM_URL=${LOG_LIST%log_list.json}
 }
 
 # start_server PORT [extra args...]: starts the service on the simulator; sets SERVER_PID.
 start_server() {
     local port=$1; shift
-    "$BIN/certstream-server" --log-list "$LOG_LIST" --start 0 --no-positions --port "$port" \
-        --host 127.0.0.1 --poll-interval "${POLL:-0.02}" "$@" >"$RUN/server.log" 2>&1 &
+    : >"$RUN/server.log"
+    server_up "$port" --start 0 --no-positions --poll-interval "${POLL:-0.02}" "$@"
+}
+
+# server_up PORT [args...]: starts the service on the simulator's log list with these
+# arguments (appending to $RUN/server.log); waits for its port; sets SERVER_PID.
+server_up() {
+    local port=$1; shift
+    "$BIN/certstream-server" --log-list "$LOG_LIST" --port "$port" --host 127.0.0.1 "$@" \
+        >>"$RUN/server.log" 2>&1 &
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")
     for _ in $(seq 100); do
@@ -51,13 +66,31 @@ start_server() {
     echo "service: pid $SERVER_PID on 127.0.0.1:$port" >&2
 }
 
+# metric PORT NAME: a counter or gauge of the service's /metrics, summed over its labels.
+metric() {
+    http_get "$1" /metrics | awk -v n="$2" '$1 == n || index($1, n "{") == 1 { s += $2 } END { print s + 0 }'
+}
+
+# sim_control QUERY [LOG]: POST /control[/LOG]?QUERY to the simulator (rate=, max=, listed=,
+# faults=); prints nothing.
+sim_control() {
+    local host=${SIM_URL#http://}; host=${host%/}
+    exec 4<>"/dev/tcp/${host%:*}/${host##*:}"
+    printf 'POST /control%s?%s HTTP/1.1\r\nHost: sim\r\nConnection: close\r\nContent-Length: 0\r\n\r\n' "${2:+/$2}" "$1" >&4
+    head -1 <&4 | grep -q ' 200 ' || echo "sim_control $1 ${2:-}: refused" >&2
+    exec 4<&-
+}
+
 # iperf3_limit: the loopback limit (BENCHMARK.md); writes $RUN/iperf3.json.
 iperf3_limit() {
     need_tool iperf3 iperf3
     iperf3 -s -p 5299 >/dev/null 2>&1 &
     local ip=$!
     sleep 0.5
-    iperf3 -c 127.0.0.1 -p 5299 -t 5 -l 16K -J >"$RUN/iperf3.json"
+    # Also the client process's own user+system CPU, the same accounting as the service's
+    # utime+stime (iperf3's host_total varies a lot on this shared VM).
+    local TIMEFORMAT='%U %S'
+    { time iperf3 -c 127.0.0.1 -p 5299 -t 5 -l 16K -J >"$RUN/iperf3.json"; } 2>"$RUN/iperf3.cpu"
     kill "$ip" 2>/dev/null || true
 }
 
