@@ -151,14 +151,7 @@ impl Encoder {
         self.scratch.clear();
         write_cert_fields(&mut self.scratch, &fields);
         let mut domains_json = Vec::with_capacity(64 * fields.all_domains.len().max(1));
-        domains_json.push(b'[');
-        for (i, d) in fields.all_domains.iter().enumerate() {
-            if i > 0 {
-                domains_json.push(b',');
-            }
-            write_str(&mut domains_json, d);
-        }
-        domains_json.push(b']');
+        write_str_array(&mut domains_json, &fields.all_domains);
         self.b64.clear();
         base64::engine::general_purpose::STANDARD.encode_string(&entry.leaf, &mut self.b64);
 
@@ -326,15 +319,22 @@ pub fn cert_object(der: &[u8]) -> (Vec<u8>, Option<X509Error>) {
             .encode(der)
             .as_bytes(),
     );
-    out.extend_from_slice(b"\",\"all_domains\":[");
-    for (i, d) in fields.all_domains.iter().enumerate() {
+    out.extend_from_slice(b"\",\"all_domains\":");
+    write_str_array(&mut out, &fields.all_domains);
+    out.push(b'}');
+    (out, err)
+}
+
+/// Writes a JSON array of strings.
+fn write_str_array(out: &mut Vec<u8>, items: &[String]) {
+    out.push(b'[');
+    for (i, d) in items.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        write_str(&mut out, d);
+        write_str(out, d);
     }
-    out.extend_from_slice(b"]}");
-    (out, err)
+    out.push(b']');
 }
 
 fn write_name(out: &mut Vec<u8>, n: &Name) {
