@@ -34,7 +34,7 @@ use crate::error::Error;
 use crate::json::{Encoder, Link};
 use crate::leaf::Entry;
 use crate::tile::{self, TileLeaf, TILE_WIDTH};
-use crate::watcher::{self, sleep_or_stop, Backoff, Ctx, Failure, Log};
+use crate::watcher::{self, back_off, first_position, sleep_or_stop, Backoff, Ctx, Failure, Log};
 
 /// Issuers kept per log (a log has a handful; the cache starts over when full).
 const ISSUER_CACHE: usize = 256;
@@ -216,23 +216,21 @@ pub async fn run_static_ct(
                 verified
             }
             Err(f) => {
-                log.stats.errors.fetch_add(1, Relaxed);
-                let d = backoff.next(f.retry_after);
-                tracing::warn!(log = %url, error = %f.error, retry_in = ?d, "checkpoint failed or rejected");
-                if !sleep_or_stop(d, &mut stop).await {
+                if !back_off(
+                    &log,
+                    &mut backoff,
+                    &f,
+                    "checkpoint failed or rejected",
+                    &mut stop,
+                )
+                .await
+                {
                     break;
                 }
                 continue;
             }
         };
-        log.stats.tree_size.store(tree_size, Relaxed);
-        let start = *next.get_or_insert_with(|| {
-            let s = cfg.start.resolve(tree_size);
-            tracing::info!(log = %url, tree_size, start = s, "starting");
-            ctx.positions.set(&url, s);
-            log.stats.position.store(s, Relaxed);
-            s
-        });
+        let start = first_position(&ctx, &log, &mut next, tree_size);
 
         let mut inflight = InFlight(VecDeque::new());
         let mut dispatched = start / TILE_WIDTH;

@@ -359,23 +359,13 @@ pub async fn run_rfc6962(ctx: Arc<Ctx>, log: Arc<Log>, mut stop: watch::Receiver
                 t
             }
             Err(f) => {
-                log.stats.errors.fetch_add(1, Relaxed);
-                let d = backoff.next(f.retry_after);
-                tracing::warn!(log = %url, error = %f.error, retry_in = ?d, "get-sth failed");
-                if !sleep_or_stop(d, &mut stop).await {
+                if !back_off(&log, &mut backoff, &f, "get-sth failed", &mut stop).await {
                     break;
                 }
                 continue;
             }
         };
-        log.stats.tree_size.store(tree_size, Relaxed);
-        let start = *next.get_or_insert_with(|| {
-            let s = cfg.start.resolve(tree_size);
-            tracing::info!(log = %url, tree_size, start = s, "starting");
-            ctx.positions.set(&url, s);
-            log.stats.position.store(s, Relaxed);
-            s
-        });
+        let start = first_position(&ctx, &log, &mut next, tree_size);
         if tree_size < start {
             tracing::debug!(log = %url, tree_size, next = start, "tree is behind our position");
         }
@@ -441,6 +431,33 @@ pub async fn run_rfc6962(ctx: Arc<Ctx>, log: Arc<Log>, mut stop: watch::Receiver
         }
     }
     log.stats.active.store(0, Relaxed);
+}
+
+/// Counts a failed poll, logs it and waits out its backoff; false when stopping instead.
+pub(crate) async fn back_off(
+    log: &Log,
+    backoff: &mut Backoff,
+    f: &Failure,
+    what: &'static str,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    log.stats.errors.fetch_add(1, Relaxed);
+    let d = backoff.next(f.retry_after);
+    tracing::warn!(log = %log.source.url, error = %f.error, retry_in = ?d, "{what}");
+    sleep_or_stop(d, stop).await
+}
+
+/// Records the tree size; for a log without a position, resolves and records where it starts.
+pub(crate) fn first_position(ctx: &Ctx, log: &Log, next: &mut Option<u64>, tree_size: u64) -> u64 {
+    log.stats.tree_size.store(tree_size, Relaxed);
+    *next.get_or_insert_with(|| {
+        let url = &log.source.url;
+        let s = ctx.config.start.resolve(tree_size);
+        tracing::info!(log = %url, tree_size, start = s, "starting");
+        ctx.positions.set(url, s);
+        log.stats.position.store(s, Relaxed);
+        s
+    })
 }
 
 /// Decodes a get-entries body whose first entry has index `start`, publishes each entry and
