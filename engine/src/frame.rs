@@ -138,20 +138,6 @@ pub struct Frames {
     pub domains: Bytes,
 }
 
-impl Frames {
-    /// The same frames in new allocations: each serving core gets its own, so the reference
-    /// counts its clients bump live in that core's cache and never bounce between cores.
-    pub fn deep_copy(&self) -> Frames {
-        Frames {
-            log: self.log,
-            index: self.index,
-            lite: Bytes::copy_from_slice(&self.lite),
-            full: Bytes::copy_from_slice(&self.full),
-            domains: Bytes::copy_from_slice(&self.domains),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
