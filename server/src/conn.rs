@@ -35,8 +35,10 @@ use monoio::io::AsyncWriteRent;
 use crate::core::CoreCounters;
 use crate::http::StreamKind;
 
-/// Most iovecs one `writev` may carry (Linux `IOV_MAX`).
-const IOV_MAX: usize = 1024;
+/// Most frames one `writev` carries (Linux allows 1,024 iovecs). 64 lite frames are ~180 KB,
+/// more than a socket buffer takes at once, and a stalled client's pending batch stays small
+/// (it is held until the kernel takes it, on top of the client's queue).
+const MAX_BATCH: usize = 64;
 
 /// A single-task wake-up flag (everything on a core is single-threaded).
 #[derive(Debug, Default)]
@@ -223,6 +225,27 @@ impl Conn {
         self.wake.notify();
     }
 
+    /// Queues the pong answering a client's ping. While an earlier pong still waits to be
+    /// written it is replaced, so only the latest ping is answered (RFC 6455 §5.5.3 allows
+    /// it): a client that sends pings and never reads cannot grow the control queue.
+    pub fn push_pong(&self, payload: &[u8]) {
+        if self.close_queued.get() {
+            return;
+        }
+        let pong = frame::frame(OP_PONG, payload);
+        {
+            let mut control = self.control.borrow_mut();
+            match control
+                .iter_mut()
+                .find(|f| f.first() == Some(&(0x80 | OP_PONG)))
+            {
+                Some(queued) => *queued = pong,
+                None => control.push_back(pong),
+            }
+        }
+        self.wake.notify();
+    }
+
     /// Starts closing: drops queued data, queues a close frame, wakes the writer.
     pub fn close(&self, code: u16, reason: &str) {
         self.start_close(code, reason, false);
@@ -289,7 +312,7 @@ pub async fn writer(conn: Rc<Conn>, mut stream: monoio::net::TcpStream, counters
         {
             let mut control = conn.control.borrow_mut();
             let mut queue = conn.queue.borrow_mut();
-            while batch.len() < IOV_MAX {
+            while batch.len() < MAX_BATCH {
                 match control.pop_front().or_else(|| queue.pop_front()) {
                     Some(f) => batch.push(f),
                     None => break,
@@ -368,7 +391,7 @@ where
                     break ReadEnd::Protocol;
                 }
                 match f.opcode {
-                    OpCode::Ping => conn.push_control(frame::frame(OP_PONG, &f.payload)),
+                    OpCode::Ping => conn.push_pong(&f.payload),
                     OpCode::Close => {
                         let code = if f.payload.len() >= 2 {
                             u16::from_be_bytes([f.payload[0], f.payload[1]])
@@ -450,6 +473,30 @@ mod tests {
         b.consume(4);
         assert_eq!(b.remaining(), 0);
         assert_eq!(b.read_iovec_len(), 0);
+    }
+
+    /// Found while writing the `ws_client_frames` fuzz target: every ping queued its own
+    /// pong, so a client sending pings without reading grew the control queue without bound.
+    #[test]
+    fn a_ping_flood_keeps_one_pong_queued() {
+        let c = Rc::new(conn(8));
+        let mask = [0x11, 0x22, 0x33, 0x44];
+        let mut input = Vec::new();
+        for i in 0..10_000u32 {
+            input.extend_from_slice(&[0x89, 0x80 | 4]);
+            input.extend_from_slice(&mask);
+            input.extend(i.to_be_bytes().iter().zip(mask).map(|(b, m)| b ^ m));
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let end = rt.block_on(reader(c.clone(), std::io::Cursor::new(input), 64 << 10));
+        assert_eq!(end, ReadEnd::Closed);
+        let control = c.control.borrow();
+        assert_eq!(control.len(), 1, "one pong, for the latest ping");
+        let (op, payload) = frame::parse(&control[0]).unwrap();
+        assert_eq!(op, OP_PONG);
+        assert_eq!(payload, 9_999u32.to_be_bytes());
     }
 
     #[test]

@@ -67,7 +67,7 @@ impl Default for CoreConfig {
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             driver: Driver::Auto,
             ring_capacity: 8192,
-            client_queue: 2048,
+            client_queue: 1024,
             slow_client_timeout: Duration::from_secs(30),
             coalesce: Duration::from_millis(5),
             heartbeat: Duration::from_secs(30),

@@ -46,7 +46,8 @@ impl std::fmt::Debug for Server {
     }
 }
 
-/// Raises the open-files soft limit to the hard limit (every client is a descriptor).
+/// Raises the open-files limit: every client holds two descriptors (the write side and the
+/// duplicated read side). Tries 2^20 (root may raise the hard limit), else soft = hard.
 fn raise_nofile_limit() {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
@@ -54,9 +55,19 @@ fn raise_nofile_limit() {
     };
     // SAFETY: getrlimit/setrlimit only read/write the struct we pass, which lives on our stack.
     unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        let want = libc::rlimit {
+            rlim_cur: lim.rlim_max.max(1 << 20),
+            rlim_max: lim.rlim_max.max(1 << 20),
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &want) != 0 && lim.rlim_cur < lim.rlim_max {
             lim.rlim_cur = lim.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            tracing::debug!(open_files = lim.rlim_cur, "open-files limit");
         }
     }
 }
