@@ -52,11 +52,12 @@ start_server() {
 }
 
 # server_up PORT [args...]: starts the service on the simulator's log list with these
-# arguments (appending to $RUN/server.log); waits for its port; sets SERVER_PID.
+# arguments (appending to $SERVER_LOG, default $RUN/server.log); waits for its port; sets
+# SERVER_PID.
 server_up() {
     local port=$1; shift
     "$BIN/certstream-server" --log-list "$LOG_LIST" --port "$port" --host 127.0.0.1 "$@" \
-        >>"$RUN/server.log" 2>&1 &
+        >>"${SERVER_LOG:-$RUN/server.log}" 2>&1 &
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")
     for _ in $(seq 100); do

@@ -9,11 +9,11 @@
 # are also given in seconds of stream (duplicates ÷ the rate), to compare with the save
 # interval. Results go into perf/runs/<date>-<host>/.
 #
-# usage: nice -n 10 perf/restarts.sh [RESTARTS=20] [RATE=1000] [SAVE_INTERVAL=2] [-- server args]
+# usage: nice -n 10 perf/restarts.sh [RESTARTS=20] [RATE=2000] [SAVE_INTERVAL=2] [-- server args]
 # (SIGNALS="KILL" or any cycle of signal names overrides "TERM KILL"; EVERY="1 2" overrides
 # the 5 to 10 s between restarts)
 source "$(dirname "$0")/lib.sh"
-RESTARTS=${1:-20}; RATE=${2:-1000}; SAVE=${3:-2}
+RESTARTS=${1:-20}; RATE=${2:-2000}; SAVE=${3:-2}
 shift $(( $# < 3 ? $# : 3 )); [[ "${1:-}" == "--" ]] && shift
 PORT=${PORT:-4420}
 NAME=restarts-$RESTARTS-$RATE
@@ -25,8 +25,11 @@ rm -f "$POSITIONS"
 sim_up --source "$CORPUS/get-entries" --logs 3 --static-ct 1 --initial-size 0 --rate 0 --control \
     --batch-cap 256 --batch-cap 100 --batch-cap 1000 --batch-cap 256
 echo "simulator: $LOG_LIST (4 logs, $PER_LOG certificates/s each once started)" >&2
-: >"$RUN/server.log"
-SERVER_ARGS=(--start 0 --positions "$POSITIONS" --save-interval "$SAVE" --poll-interval 0.25 --operator-rate 100 "$@")
+SERVER_LOG=$RUN/$NAME-server.log
+: >"$SERVER_LOG"
+# After each restart the service catches up on what it missed (downtime and --resume-delay);
+# the checker's queue is deeper than the default 2048 frames for that (see perf/soak.sh).
+SERVER_ARGS=(--start 0 --positions "$POSITIONS" --save-interval "$SAVE" --poll-interval 0.25 --operator-rate 100 --client-queue 65536 "$@")
 server_up "$PORT" "${SERVER_ARGS[@]}"
 "$BIN/checker" --addr "127.0.0.1:$PORT" --path /full-stream --expect-start 0 --sim "$SIM_URL" \
     --out "$RUN/$NAME.json" 2>"$RUN/$NAME-progress.log" &

@@ -1,6 +1,16 @@
 //! Shared inputs for the benches: real get-entries bodies from the corpus when
 //! `CERTSTREAM_CORPUS` is set (real Let's Encrypt precertificates with their chains),
-//! otherwise entries the simulator makes with rcgen.
+//! otherwise entries the simulator makes with rcgen; and what the bundled load clients share
+//! (the server's soak and restart tests reuse it).
+//!
+//! # Layout
+//! - [`ws`]: a lean RFC 6455 client: connect, handshake, read server frames, answer pings and
+//!   closes (masked, as clients must); a one-shot HTTP request.
+//! - [`checker`]: the stream checker: every `cert_index` of every log exactly once and in
+//!   order, across reconnections, with latency and the server's own drop counters beside it.
+
+pub mod checker;
+pub mod ws;
 
 use std::path::PathBuf;
 

@@ -2,6 +2,10 @@
 //! ([`watcher::run_rfc6962`] for RFC 6962 logs, [`tiled::run_static_ct`] for static-ct-api
 //! logs), refresh the list every hour (start watchers for new logs, stop those that left),
 //! save positions every few seconds, and on shutdown stop every watcher and save once more.
+//!
+//! After a restart (positions were loaded), nothing is fetched for `resume_delay`: the
+//! service streams only to clients connected when it publishes, so clients that the restart
+//! dropped get that long to reconnect before the entries they missed go out.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
@@ -31,8 +35,12 @@ pub struct IngestConfig {
     pub watcher: WatcherConfig,
     /// How often the log list is fetched again.
     pub refresh: Duration,
-    /// How often positions are written.
+    /// How old the positions file may get: it is written every half interval with the
+    /// positions of half an interval before (see [`crate::positions`]).
     pub save_interval: Duration,
+    /// When resuming saved positions, how long to wait before fetching anything (clients
+    /// dropped by the restart reconnect meanwhile).
+    pub resume_delay: Duration,
 }
 
 impl Default for IngestConfig {
@@ -44,6 +52,7 @@ impl Default for IngestConfig {
             watcher: WatcherConfig::default(),
             refresh: Duration::from_secs(3600),
             save_interval: Duration::from_secs(2),
+            resume_delay: Duration::ZERO,
         }
     }
 }
@@ -73,11 +82,18 @@ pub async fn run(
         let positions = positions.clone();
         let stats = stats.clone();
         let mut stop = shutdown.clone();
-        let every = cfg.save_interval;
+        let half = (cfg.save_interval / 2).max(Duration::from_millis(1));
         tokio::spawn(async move {
-            while watcher::sleep_or_stop(every, &mut stop).await {
+            // Every half interval, the positions as they were half an interval ago (see
+            // `positions`: what they cover has reached the clients by then).
+            let mut pending = None;
+            while watcher::sleep_or_stop(half, &mut stop).await {
+                let Some(snapshot) = pending.replace(positions.snapshot()) else {
+                    continue;
+                };
                 let p = positions.clone();
-                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || p.save()).await {
+                let save = move || p.save_snapshot(&snapshot);
+                if let Ok(Err(e)) = tokio::task::spawn_blocking(save).await {
                     stats.position_save_errors.fetch_add(1, Relaxed);
                     tracing::error!(error = %e, "saving positions failed");
                 }
@@ -88,7 +104,12 @@ pub async fn run(
     let mut running: HashMap<String, Running> = HashMap::new();
     let mut limiters: HashMap<String, Arc<RateLimiter>> = HashMap::new();
     let mut retry = watcher::Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
-    loop {
+    let resuming = !positions.snapshot().is_empty();
+    if resuming && !cfg.resume_delay.is_zero() {
+        tracing::info!(delay = ?cfg.resume_delay, "resuming saved positions after a pause, so that clients can reconnect first");
+    }
+    let mut stopped = resuming && !watcher::sleep_or_stop(cfg.resume_delay, &mut shutdown).await;
+    while !stopped {
         let wait = match load_list(&client, &cfg.log_list).await {
             Ok(all) => {
                 retry.reset();
@@ -110,9 +131,7 @@ pub async fn run(
                 d
             }
         };
-        if !watcher::sleep_or_stop(wait, &mut shutdown).await {
-            break;
-        }
+        stopped = !watcher::sleep_or_stop(wait, &mut shutdown).await;
     }
 
     for (_, r) in running.iter() {

@@ -2,15 +2,27 @@
 //!
 //! The watcher updates a log's position right after it has published the entries before it,
 //! with no await in between, so the in-memory map never runs ahead of what was published.
-//! The file is written atomically (temporary file, fsync, rename, fsync of the directory)
-//! every few seconds and on shutdown; a restart resumes from it. After a clean shutdown no
-//! entry is skipped and none is sent twice; after a crash, entries published since the last
-//! save are sent again (at most one save interval's worth), and none is skipped.
+//! The file is written atomically (temporary file, fsync, rename, fsync of the directory); a
+//! restart resumes from it.
+//!
+//! # What a restart costs
+//! Published is not yet delivered: a frame still waits in a core's ring, a client's queue or
+//! the writer for a few milliseconds (longer under load). So while running, the ingest side
+//! ([`crate::ingest`]) writes the file every half `save_interval` with the positions **as
+//! they were half an interval earlier** ([`Positions::save_snapshot`]): the file is between
+//! half and one interval old, and every entry it covers was handed to the clients long ago.
+//! - **Clean shutdown** (SIGTERM): the watchers stop, the current positions are written, and
+//!   the serving cores send everything published before closing their clients (1001): no
+//!   entry is skipped and none is sent twice.
+//! - **Crash** (SIGKILL, power loss): the entries published in the last save interval or so
+//!   are sent again, and none is skipped for a client that receives frames within half an
+//!   interval of their publication (one that falls further behind is losing frames by the
+//!   slow-client policy anyway). Writing the current positions instead would skip the frames
+//!   still in flight when the crash comes right after a save.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use serde::Deserialize;
@@ -22,7 +34,9 @@ use crate::error::Error;
 pub struct Positions {
     path: Option<PathBuf>,
     map: Mutex<BTreeMap<String, u64>>,
-    dirty: AtomicBool,
+    /// What the file holds (written or loaded), so that an unchanged snapshot is not
+    /// written again; its lock also keeps writes in order.
+    written: Mutex<BTreeMap<String, u64>>,
 }
 
 #[derive(Deserialize)]
@@ -51,8 +65,8 @@ impl Positions {
         };
         Ok(Positions {
             path: Some(path),
+            written: Mutex::new(map.clone()),
             map: Mutex::new(map),
-            dirty: AtomicBool::new(false),
         })
     }
 
@@ -66,7 +80,6 @@ impl Positions {
         let mut m = self.lock();
         if m.get(url) != Some(&next) {
             m.insert(url.to_owned(), next);
-            self.dirty.store(true, Ordering::Release);
         }
     }
 
@@ -79,15 +92,20 @@ impl Positions {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Writes the file if anything changed since the last save.
+    /// Writes the current positions (on shutdown, once nothing is published any more).
     pub fn save(&self) -> Result<(), Error> {
+        self.save_snapshot(&self.snapshot())
+    }
+
+    /// Writes an earlier [`Positions::snapshot`], unless the file already holds it.
+    pub fn save_snapshot(&self, snapshot: &BTreeMap<String, u64>) -> Result<(), Error> {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        if !self.dirty.swap(false, Ordering::AcqRel) {
+        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        if *written == *snapshot {
             return Ok(());
         }
-        let snapshot = self.snapshot();
         let mut out = Vec::with_capacity(64 * snapshot.len() + 32);
         out.extend_from_slice(b"{\"version\":1,\"logs\":{");
         for (i, (url, next)) in snapshot.iter().enumerate() {
@@ -100,10 +118,8 @@ impl Positions {
             out.extend_from_slice(itoa::Buffer::new().format(*next).as_bytes());
         }
         out.extend_from_slice(b"\n}}\n");
-        if let Err(e) = write_atomic(path, &out) {
-            self.dirty.store(true, Ordering::Release);
-            return Err(e);
-        }
+        write_atomic(path, &out)?;
+        written.clone_from(snapshot);
         Ok(())
     }
 }
@@ -148,6 +164,29 @@ mod tests {
         assert_eq!(q.get("https://a/"), Some(10));
         assert_eq!(q.get("https://b/\"x"), Some(7));
         assert!(!dir.path().join(".positions.json.tmp").exists());
+    }
+
+    #[test]
+    fn snapshots_are_written_as_they_were_and_only_when_new() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("positions.json");
+        let p = Positions::load(&path).unwrap();
+        p.set("a", 5);
+        let old = p.snapshot();
+        p.set("a", 9);
+        p.save_snapshot(&old).unwrap();
+        assert_eq!(Positions::load(&path).unwrap().get("a"), Some(5));
+        // The same snapshot again: the file is not touched.
+        std::fs::remove_file(&path).unwrap();
+        p.save_snapshot(&old).unwrap();
+        assert!(!path.exists());
+        p.save().unwrap();
+        assert_eq!(Positions::load(&path).unwrap().get("a"), Some(9));
+        // Loading counts as written.
+        let q = Positions::load(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        q.save().unwrap();
+        assert!(!path.exists());
     }
 
     #[test]

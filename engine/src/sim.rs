@@ -15,13 +15,22 @@
 //!   and `submission_url` (both `<base>/logs/<name>/`). Hash tiles are not served, and the
 //!   checkpoint's root hash is a placeholder: watchers here do not verify inclusion.
 //!
+//! With [`SimConfig::control`] on, `/control` changes logs while they run (the soak scripts
+//! and tests use it; everything it does is also a [`SimLog`] method):
+//! - `GET /control`: every log's name, URL, kind, tree size, growth rate, size limit, batch
+//!   cap, whether the log list names it, and its request and fault counters (JSON).
+//! - `POST /control/<name>?rate=<per s>&max=<size|none>&listed=<bool>&faults=<spec>`: any
+//!   of these, for one log (`POST /control?...` for every log); answers with the log's state.
+//!   `rate=0` stops growth, a later `rate` resumes it; `listed=false` leaves the log out of
+//!   `/log_list.json` (it is still served); `faults` takes [`Faults::parse`]'s syntax.
+//!
 //! Tests, benchmarks and the service's `--demo` start it in-process; the `ctlog-sim` binary
 //! runs it alone.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -45,8 +54,13 @@ pub struct Faults {
     /// 429 Too Many Requests (with `Retry-After: retry_after_secs` when that is set).
     pub rate_limit: f64,
     pub retry_after_secs: Option<u64>,
+    /// The share of 429 and 503 answers sent without `Retry-After` even when
+    /// `retry_after_secs` is set (0: all carry it).
+    pub retry_after_omit: f64,
     /// 500 Internal Server Error.
     pub server_error: f64,
+    /// 503 Service Unavailable (with `Retry-After` as for 429).
+    pub unavailable: f64,
     /// Answer only after `slow_delay`.
     pub slow: f64,
     pub slow_delay: Duration,
@@ -68,9 +82,10 @@ pub struct Faults {
 }
 
 impl Faults {
-    /// Parses `name=prob,...` (`429`, `500`, `slow`, `truncated`, `garbage`, `reset`,
-    /// `corrupt`, `forged`, `gzip`, `retry-after=<secs>`, `slow-ms=<ms>`), or `all=<prob>`
-    /// for every failure at once (`corrupt` and `gzip` excepted).
+    /// Parses `name=prob,...` (`429`, `500`, `503`, `slow`, `truncated`, `garbage`, `reset`,
+    /// `corrupt`, `forged`, `gzip`, `retry-after=<secs>`, `retry-after-omit=<share>`,
+    /// `slow-ms=<ms>`), or `all=<prob>` for every failure at once (`corrupt` and `gzip`
+    /// excepted).
     pub fn parse(spec: &str) -> Result<Faults, String> {
         let mut f = Faults {
             slow_delay: Duration::from_millis(300),
@@ -86,6 +101,7 @@ impl Faults {
             match k {
                 "429" => f.rate_limit = p,
                 "500" => f.server_error = p,
+                "503" => f.unavailable = p,
                 "slow" => f.slow = p,
                 "truncated" => f.truncated = p,
                 "garbage" => f.garbage = p,
@@ -94,10 +110,12 @@ impl Faults {
                 "forged" => f.forged = p,
                 "gzip" => f.gzip = p,
                 "retry-after" => f.retry_after_secs = Some(p as u64),
+                "retry-after-omit" => f.retry_after_omit = p,
                 "slow-ms" => f.slow_delay = Duration::from_millis(p as u64),
                 "all" => {
                     f.rate_limit = p;
                     f.server_error = p;
+                    f.unavailable = p;
                     f.slow = p;
                     f.truncated = p;
                     f.garbage = p;
@@ -169,6 +187,8 @@ pub struct SimConfig {
     /// Serve HTTPS with a self-signed certificate for `localhost` and `127.0.0.1`.
     pub tls: bool,
     pub logs: Vec<LogConfig>,
+    /// Serve the `/control` endpoint (see the module docs).
+    pub control: bool,
 }
 
 impl Default for SimConfig {
@@ -177,6 +197,7 @@ impl Default for SimConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             tls: false,
             logs: vec![LogConfig::default()],
+            control: false,
         }
     }
 }
@@ -191,6 +212,8 @@ pub struct SimLog {
     batch_cap: u64,
     faults: Mutex<Faults>,
     growth: Mutex<Growth>,
+    /// Whether `/log_list.json` names this log.
+    listed: AtomicBool,
     /// Requests served, by kind, for tests.
     pub requests: AtomicU64,
     pub faults_injected: AtomicU64,
@@ -226,6 +249,35 @@ impl SimLog {
     /// Replaces the fault switches.
     pub fn set_faults(&self, f: Faults) {
         *self.faults.lock().unwrap_or_else(|e| e.into_inner()) = f;
+    }
+
+    /// The growth rate (entries per second) and the size limit.
+    pub fn growth(&self) -> (f64, Option<u64>) {
+        let g = self.growth.lock().unwrap_or_else(|e| e.into_inner());
+        (g.rate, g.max)
+    }
+
+    /// Whether the served log list names this log.
+    pub fn listed(&self) -> bool {
+        self.listed.load(Relaxed)
+    }
+
+    /// Names this log in the served log list, or leaves it out (it is still served).
+    pub fn set_listed(&self, listed: bool) {
+        self.listed.store(listed, Relaxed);
+    }
+
+    /// The current fault switches.
+    pub fn faults(&self) -> Faults {
+        self.faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The most entries one `get-entries` answer holds.
+    pub fn batch_cap(&self) -> u64 {
+        self.batch_cap
     }
 
     /// Changes the growth rate (0 stops growth) and the size limit from now on.
@@ -601,6 +653,7 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, Error> {
                 rate: l.rate,
                 max: l.max_size,
             }),
+            listed: AtomicBool::new(true),
             requests: AtomicU64::new(0),
             faults_injected: AtomicU64::new(0),
         }));
@@ -624,10 +677,10 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, Error> {
     } else {
         (None, None)
     };
-    let log_list = Bytes::from(log_list_json(&base_url, &logs));
     let state = Arc::new(State {
         logs: logs.clone(),
-        log_list,
+        base_url: base_url.clone(),
+        control: cfg.control,
         seq: AtomicU64::new(0x9E37_79B9_7F4A_7C15),
     });
     let (stop, mut stop_rx) = watch::channel(false);
@@ -684,11 +737,12 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, Error> {
     })
 }
 
+/// The v3 log list naming every listed log.
 fn log_list_json(base: &str, logs: &[Arc<SimLog>]) -> Vec<u8> {
     let b64 = &base64::engine::general_purpose::STANDARD;
     let mut rfc = Vec::new();
     let mut tiled = Vec::new();
-    for l in logs {
+    for l in logs.iter().filter(|l| l.listed()) {
         let url = format!("{base}logs/{}/", l.name);
         let (out, id, key) = match l.public_key() {
             Some(key) => (&mut tiled, crate::checkpoint::sha256(key), b64.encode(key)),
@@ -733,7 +787,8 @@ fn log_list_json(base: &str, logs: &[Arc<SimLog>]) -> Vec<u8> {
 
 struct State {
     logs: Vec<Arc<SimLog>>,
-    log_list: Bytes,
+    base_url: String,
+    control: bool,
     seq: AtomicU64,
 }
 
@@ -778,7 +833,14 @@ impl State {
     async fn handle(&self, req: Request<hyper::body::Incoming>) -> Result<Resp, Reset> {
         let path = req.uri().path().to_owned();
         if path == "/log_list.json" {
-            return Ok(respond(StatusCode::OK, self.log_list.clone()));
+            return Ok(respond(
+                StatusCode::OK,
+                log_list_json(&self.base_url, &self.logs),
+            ));
+        }
+        if self.control && (path == "/control" || path.starts_with("/control/")) {
+            let post = req.method() == hyper::Method::POST;
+            return Ok(self.control(&path, req.uri().query().unwrap_or(""), post));
         }
         let Some(rest) = path.strip_prefix("/logs/") else {
             return Ok(respond(StatusCode::NOT_FOUND, "not found"));
@@ -798,16 +860,27 @@ impl State {
             log.faults_injected.fetch_add(1, Relaxed);
             return Err(Reset);
         }
-        if self.roll() < faults.rate_limit {
-            log.faults_injected.fetch_add(1, Relaxed);
-            let mut r = respond(StatusCode::TOO_MANY_REQUESTS, "slow down");
-            if let Some(s) = faults.retry_after_secs {
-                r.headers_mut().insert(
-                    hyper::header::RETRY_AFTER,
-                    s.to_string().parse().expect("digits"),
-                );
+        for (p, status, body) in [
+            (
+                faults.rate_limit,
+                StatusCode::TOO_MANY_REQUESTS,
+                "slow down",
+            ),
+            (faults.unavailable, StatusCode::SERVICE_UNAVAILABLE, "busy"),
+        ] {
+            if self.roll() < p {
+                log.faults_injected.fetch_add(1, Relaxed);
+                let mut r = respond(status, body);
+                if let Some(s) = faults.retry_after_secs {
+                    if self.roll() >= faults.retry_after_omit {
+                        r.headers_mut().insert(
+                            hyper::header::RETRY_AFTER,
+                            s.to_string().parse().expect("digits"),
+                        );
+                    }
+                }
+                return Ok(r);
             }
-            return Ok(r);
         }
         if self.roll() < faults.server_error {
             log.faults_injected.fetch_add(1, Relaxed);
@@ -822,8 +895,8 @@ impl State {
                 log,
                 req.uri().query().unwrap_or(""),
                 if self.roll() < faults.corrupt {
-                    log.faults_injected.fetch_add(1, Relaxed);
-                    Some(self.seq.load(Relaxed))
+                    // The three breakages in turn, so a test sees each of them.
+                    Some(log.faults_injected.fetch_add(1, Relaxed))
                 } else {
                     None
                 },
@@ -844,6 +917,153 @@ impl State {
         }
         Ok(respond(StatusCode::OK, body))
     }
+}
+
+impl State {
+    /// `/control` and `/control/<name>` (see the module docs).
+    fn control(&self, path: &str, query: &str, post: bool) -> Resp {
+        let name = path
+            .strip_prefix("/control")
+            .unwrap_or("")
+            .trim_matches('/');
+        let targets: Vec<&Arc<SimLog>> = if name.is_empty() {
+            self.logs.iter().collect()
+        } else {
+            match self.logs.iter().find(|l| l.name == name) {
+                Some(l) => vec![l],
+                None => return respond(StatusCode::NOT_FOUND, "no such log"),
+            }
+        };
+        if post {
+            let change = match ControlChange::parse(query) {
+                Ok(c) => c,
+                Err(e) => return respond(StatusCode::BAD_REQUEST, e),
+            };
+            for log in &targets {
+                change.apply(log);
+            }
+        } else if !query.is_empty() {
+            return respond(StatusCode::METHOD_NOT_ALLOWED, "changes are POSTed");
+        }
+        let mut out = b"{\"logs\":[".to_vec();
+        for (i, log) in targets.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            self.log_status(log, &mut out);
+        }
+        out.extend_from_slice(b"]}");
+        respond(StatusCode::OK, out)
+    }
+
+    /// One log's state as a JSON object.
+    fn log_status(&self, log: &SimLog, out: &mut Vec<u8>) {
+        let (rate, max) = log.growth();
+        out.extend_from_slice(b"{\"name\":");
+        crate::json::write_str(out, &log.name);
+        out.extend_from_slice(b",\"url\":");
+        crate::json::write_str(out, &format!("{}logs/{}/", self.base_url, log.name));
+        out.extend_from_slice(b",\"kind\":");
+        crate::json::write_str(
+            out,
+            match log.kind() {
+                LogKind::Rfc6962 => "rfc6962",
+                LogKind::StaticCt => "static-ct",
+            },
+        );
+        let max = max.map_or("null".to_owned(), |m| m.to_string());
+        out.extend_from_slice(
+            format!(
+                ",\"tree_size\":{},\"rate\":{rate},\"max_size\":{max},\"batch_cap\":{},\"listed\":{},\"requests\":{},\"faults_injected\":{}}}",
+                log.tree_size(),
+                log.batch_cap,
+                log.listed(),
+                log.requests.load(Relaxed),
+                log.faults_injected.load(Relaxed),
+            )
+            .as_bytes(),
+        );
+    }
+}
+
+/// What one `POST /control` changes.
+#[derive(Debug, Default, PartialEq)]
+struct ControlChange {
+    rate: Option<f64>,
+    /// `Some(None)`: no size limit any more.
+    max: Option<Option<u64>>,
+    listed: Option<bool>,
+    faults: Option<Faults>,
+}
+
+impl ControlChange {
+    /// Parses `rate=..&max=..&listed=..&faults=..` (values may be percent-encoded).
+    fn parse(query: &str) -> Result<Self, String> {
+        let mut c = ControlChange::default();
+        for kv in query.split('&').filter(|kv| !kv.is_empty()) {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            let v = percent_decode(v);
+            let bad = || format!("bad {k}: {v:?}");
+            match k {
+                "rate" => {
+                    let r: f64 = v.parse().map_err(|_| bad())?;
+                    if !(r.is_finite() && r >= 0.0) {
+                        return Err(bad());
+                    }
+                    c.rate = Some(r);
+                }
+                "max" => {
+                    c.max = Some(match v.as_str() {
+                        "" | "none" => None,
+                        n => Some(n.parse().map_err(|_| bad())?),
+                    })
+                }
+                "listed" => {
+                    c.listed = Some(match v.as_str() {
+                        "1" | "true" | "yes" => true,
+                        "0" | "false" | "no" => false,
+                        _ => return Err(bad()),
+                    })
+                }
+                "faults" => c.faults = Some(Faults::parse(&v)?),
+                _ => return Err(format!("unknown control {k:?} (rate, max, listed, faults)")),
+            }
+        }
+        Ok(c)
+    }
+
+    fn apply(&self, log: &SimLog) {
+        if self.rate.is_some() || self.max.is_some() {
+            let (rate, max) = log.growth();
+            log.set_growth(self.rate.unwrap_or(rate), self.max.unwrap_or(max));
+        }
+        if let Some(l) = self.listed {
+            log.set_listed(l);
+        }
+        if let Some(f) = &self.faults {
+            log.set_faults(f.clone());
+        }
+    }
+}
+
+/// `%XX` escapes decoded (`+` stays `+`); a malformed escape is kept as it is.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
+            if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl State {
@@ -1027,6 +1247,117 @@ mod tests {
         assert_eq!((f.forged, f.gzip), (1.0, 0.5));
         assert!(Faults::parse("nope=1").is_err());
         assert!(Faults::parse("429").is_err());
+        let f = Faults::parse("503=0.3,retry-after=1,retry-after-omit=0.5").unwrap();
+        assert_eq!((f.unavailable, f.retry_after_omit), (0.3, 0.5));
+        assert_eq!(Faults::parse("all=0.1").unwrap().unavailable, 0.1);
+    }
+
+    #[test]
+    fn control_changes() {
+        let c = ControlChange::parse("rate=0&listed=false").unwrap();
+        assert_eq!(
+            c,
+            ControlChange {
+                rate: Some(0.0),
+                listed: Some(false),
+                ..ControlChange::default()
+            }
+        );
+        let c = ControlChange::parse("max=none&faults=429=0.5%2Cretry-after=2").unwrap();
+        assert_eq!(c.max, Some(None));
+        let f = c.faults.unwrap();
+        assert_eq!((f.rate_limit, f.retry_after_secs), (0.5, Some(2)));
+        assert_eq!(ControlChange::parse("max=7").unwrap().max, Some(Some(7)));
+        assert_eq!(ControlChange::parse("").unwrap(), ControlChange::default());
+        for bad in [
+            "rate=-1",
+            "rate=x",
+            "listed=maybe",
+            "max=x",
+            "faults=nope=1",
+            "colour=red",
+        ] {
+            assert!(ControlChange::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(percent_decode("a%2Cb%3d%zz%"), "a,b=%zz%");
+    }
+
+    /// One HTTP/1.1 request over a fresh connection: `(status, body)`.
+    async fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let req = format!("{method} {path} HTTP/1.1\r\nHost: sim\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp).await.unwrap();
+        let resp = String::from_utf8(resp).unwrap();
+        let (head, body) = resp.split_once("\r\n\r\n").unwrap();
+        (head[9..12].parse().unwrap(), body.to_owned())
+    }
+
+    #[tokio::test]
+    async fn control_endpoint_stops_growth_and_unlists_logs() {
+        let log = |name: &str| LogConfig {
+            name: name.into(),
+            source: Source::Generated(4),
+            initial_size: 10,
+            rate: 1000.0,
+            ..LogConfig::default()
+        };
+        let sim = start(SimConfig {
+            logs: vec![log("a"), log("b")],
+            control: true,
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
+        let (status, body) = http(sim.addr, "POST", "/control/a?rate=0&listed=false").await;
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let a = &v["logs"][0];
+        assert_eq!(
+            (a["name"].as_str(), a["listed"].as_bool()),
+            (Some("a"), Some(false))
+        );
+        assert_eq!(a["rate"], 0.0);
+        assert_eq!(a["url"].as_str().unwrap(), sim.log_url(0));
+        let frozen = sim.logs[0].tree_size();
+        assert_eq!(a["tree_size"].as_u64(), Some(frozen));
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(sim.logs[0].tree_size(), frozen);
+        assert!(sim.logs[1].tree_size() > 10);
+        // The list names only b; a is still served.
+        let (_, list) = http(sim.addr, "GET", "/log_list.json").await;
+        assert!(!list.contains(&sim.log_url(0)) && list.contains(&sim.log_url(1)));
+        let (status, _) = http(sim.addr, "GET", "/logs/a/ct/v1/get-sth").await;
+        assert_eq!(status, 200);
+        // Everything at once: growth back, listed again, faults on.
+        let (status, body) =
+            http(sim.addr, "POST", "/control?rate=500&listed=1&faults=500=1").await;
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["logs"].as_array().unwrap().len(), 2);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(sim.logs[0].tree_size() > frozen);
+        assert!(sim
+            .logs
+            .iter()
+            .all(|l| l.listed() && l.faults().server_error == 1.0));
+        let (_, list) = http(sim.addr, "GET", "/log_list.json").await;
+        assert!(list.contains(&sim.log_url(0)));
+        // Status, errors.
+        let (status, body) = http(sim.addr, "GET", "/control").await;
+        assert_eq!(status, 200);
+        assert!(body.contains("\"kind\":\"rfc6962\""));
+        assert_eq!(http(sim.addr, "POST", "/control/zz?rate=1").await.0, 404);
+        assert_eq!(http(sim.addr, "POST", "/control/a?rate=fast").await.0, 400);
+        assert_eq!(http(sim.addr, "GET", "/control/a?rate=1").await.0, 405);
+    }
+
+    #[tokio::test]
+    async fn no_control_endpoint_unless_asked() {
+        let sim = start(SimConfig::default()).await.unwrap();
+        assert_eq!(http(sim.addr, "POST", "/control?rate=0").await.0, 404);
     }
 
     #[test]

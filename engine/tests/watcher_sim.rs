@@ -391,7 +391,7 @@ async fn log_list_changes_start_and_stop_watchers() {
 async fn broken_entries_are_skipped_or_sent_partially_and_counted() {
     let size = 600u64;
     let sim = sim::start(SimConfig {
-        logs: vec![log("c", size, 50, faults("corrupt=0.5"))],
+        logs: vec![log("c", size, 50, faults("corrupt=0.8"))],
         ..SimConfig::default()
     })
     .await
@@ -420,4 +420,118 @@ async fn broken_entries_are_skipped_or_sent_partially_and_counted() {
         got.windows(2).all(|w| w[0] < w[1]),
         "in order, no duplicates"
     );
+}
+
+/// The positions file only ever covers entries published at least half a save interval
+/// before it was written, so that a crash right after a save cannot skip frames still on
+/// their way to clients (regression: the file used to hold the positions of the moment of
+/// the save, and a SIGKILL a few milliseconds later lost the entries in flight).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saved_positions_lag_publication_by_half_an_interval() {
+    let sim = sim::start(SimConfig {
+        logs: vec![LogConfig {
+            rate: 300.0,
+            max_size: None,
+            ..log("lag", 0, 64, Faults::default())
+        }],
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("positions.json");
+    let published: Arc<Mutex<Vec<std::time::Instant>>> = Arc::default();
+    let sink = {
+        let published = published.clone();
+        move |f: Frames| {
+            let mut p = published.lock().unwrap();
+            assert_eq!(f.index, p.len() as u64, "published in order");
+            p.push(std::time::Instant::now());
+        }
+    };
+    let half = Duration::from_millis(200);
+    let cfg = IngestConfig {
+        save_interval: half * 2,
+        ..ingest_cfg(&sim)
+    };
+    let (stop, rx) = watch::channel(false);
+    let task = tokio::spawn(ingest::run(
+        cfg,
+        Arc::new(sink),
+        Arc::new(Positions::load(&path).unwrap()),
+        Stats::new(),
+        rx,
+    ));
+    let url = sim.log_url(0);
+    let (mut last, mut writes) = (0, 0);
+    let end = std::time::Instant::now() + Duration::from_secs(4);
+    while std::time::Instant::now() < end {
+        let saved = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["logs"][&url].as_u64());
+        // After the read: no earlier than the write.
+        let read_at = std::time::Instant::now();
+        if let Some(next) = saved.filter(|&n| n > last) {
+            // Entry next - 1 was published at least half an interval before this read.
+            let at = published.lock().unwrap()[next as usize - 1];
+            assert!(
+                read_at.duration_since(at) >= half,
+                "position {next} saved {:?} after its last entry was published",
+                read_at.duration_since(at)
+            );
+            last = next;
+            writes += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    stop.send(true).unwrap();
+    task.await.unwrap().unwrap();
+    assert!(writes >= 3, "the file was written {writes} times");
+    // On shutdown the current position is written.
+    let all = published.lock().unwrap().len() as u64;
+    assert_eq!(Positions::load(&path).unwrap().get(&url), Some(all));
+}
+
+/// After a restart (saved positions), nothing is fetched for `resume_delay`, so that
+/// clients the restart dropped can reconnect first; a first start does not wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_waits_for_clients_to_reconnect() {
+    let sim = sim::start(SimConfig {
+        logs: vec![LogConfig {
+            rate: 0.0,
+            ..log("resume", 200, 64, Faults::default())
+        }],
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("positions.json");
+    let delay = Duration::from_millis(1500);
+    for (round, resume) in [(0, false), (1, true)] {
+        let cfg = IngestConfig {
+            resume_delay: delay,
+            ..ingest_cfg(&sim)
+        };
+        if resume {
+            let p = Positions::load(&path).unwrap();
+            p.set(&sim.log_url(0), 50);
+            p.save().unwrap();
+        }
+        let t0 = std::time::Instant::now();
+        let run = start_ingest(cfg, Arc::new(Positions::load(&path).unwrap()));
+        run.collector.wait_for(10).await;
+        let took = t0.elapsed();
+        let (c, _) = run.finish().await;
+        let first = c.by_log()[&0][0];
+        if resume {
+            assert!(took >= delay, "round {round}: published after {took:?}");
+            assert_eq!(first, 50);
+        } else {
+            assert!(took < delay, "round {round}: a first start waited {took:?}");
+            assert_eq!(first, 0);
+        }
+        std::fs::remove_file(&path).ok();
+    }
 }

@@ -94,6 +94,10 @@ pub struct RunArgs {
     /// Seconds between position saves.
     #[arg(long, default_value_t = 2.0)]
     pub save_interval: f64,
+    /// Seconds to wait after a restart (saved positions found) before fetching from the
+    /// logs, so that clients dropped by the restart reconnect before what they missed is sent.
+    #[arg(long, default_value_t = 2.0)]
+    pub resume_delay: f64,
     /// Entries asked for per get-entries until a log's cap is learned.
     #[arg(long, default_value_t = 1024)]
     pub max_batch: u64,
@@ -124,8 +128,9 @@ pub struct RunArgs {
     /// io driver of the serving cores.
     #[arg(long, value_enum, default_value = "auto")]
     pub driver: Driver,
-    /// Frames each client may have queued before the oldest are dropped.
-    #[arg(long, default_value_t = 2048)]
+    /// Frames each client may have queued before the oldest are dropped (about 2 s of the
+    /// public logs' peak rate; 32 KiB of queue per client when full).
+    #[arg(long, default_value_t = 1024)]
     pub client_queue: usize,
     /// Seconds a client may keep dropping frames before it is closed with 1008.
     #[arg(long, default_value_t = 30.0)]
@@ -165,6 +170,7 @@ impl RunArgs {
             },
             refresh: secs(self.refresh_interval),
             save_interval: secs(self.save_interval),
+            resume_delay: secs(self.resume_delay),
         };
         let demo_log = |name: &str, kind: LogKind| LogConfig {
             name: name.into(),
@@ -292,7 +298,7 @@ async fn shutdown_signal() {
 #[command(
     name = "ctlog-sim",
     version,
-    about = "A simulated RFC 6962 CT log (tests, benchmarks, demos)"
+    about = "Simulated CT logs, RFC 6962 and static-ct-api (tests, benchmarks, demos)"
 )]
 pub struct SimCli {
     /// Address to listen on.
@@ -317,25 +323,38 @@ pub struct SimCli {
     /// Entries at start.
     #[arg(long, default_value_t = 1000)]
     pub initial_size: u64,
-    /// Entries added per second, per log.
-    #[arg(long, default_value_t = 10.0)]
-    pub rate: f64,
+    /// Entries added per second, per log. Repeat it to set logs one by one (RFC 6962 logs
+    /// first, then static-ct-api ones); the last value applies to the logs after.
+    #[arg(long, default_value = "10")]
+    pub rate: Vec<f64>,
     /// The tree stops growing at this size.
     #[arg(long)]
     pub max_size: Option<u64>,
-    /// Most entries per get-entries answer.
-    #[arg(long, default_value_t = 256)]
-    pub batch_cap: u64,
-    /// Faults: name=probability,... (429, 500, slow, truncated, garbage, reset, retry-after=<s>, slow-ms=<ms>, all=<p>).
+    /// Most entries per get-entries answer (repeatable per log, as --rate).
+    #[arg(long, default_value = "256")]
+    pub batch_cap: Vec<u64>,
+    /// Faults: name=probability,... (429, 500, 503, slow, truncated, garbage, reset, corrupt, forged, gzip, retry-after=<s>, retry-after-omit=<share>, slow-ms=<ms>, all=<p>); repeatable per log, as --rate.
     #[arg(long, default_value = "")]
-    pub faults: String,
+    pub faults: Vec<String>,
+    /// Serve `/control` (GET: every log's state; POST /control[/<name>]?rate=&max=&listed=&faults=: change it while it runs).
+    #[arg(long)]
+    pub control: bool,
+}
+
+/// The `i`-th value of a per-log option (the last one for logs beyond the list).
+fn per_log<T: Clone>(values: &[T], i: usize, default: T) -> T {
+    values.get(i).or(values.last()).cloned().unwrap_or(default)
 }
 
 /// The `ctlog-sim` entry point: prints the log list URL and serves until interrupted.
 pub fn sim_main() -> anyhow::Result<()> {
     init_tracing();
     let a = SimCli::parse();
-    let faults = Faults::parse(&a.faults).map_err(anyhow::Error::msg)?;
+    let faults = a
+        .faults
+        .iter()
+        .map(|f| Faults::parse(f).map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let source = match &a.source {
         Some(p) => Source::Dir(p.clone()),
         None => Source::Generated(256),
@@ -357,12 +376,13 @@ pub fn sim_main() -> anyhow::Result<()> {
                 },
                 source: source.clone(),
                 initial_size: a.initial_size,
-                rate: a.rate,
+                rate: per_log(&a.rate, i, 10.0),
                 max_size: a.max_size,
-                batch_cap: a.batch_cap,
-                faults: faults.clone(),
+                batch_cap: per_log(&a.batch_cap, i, 256),
+                faults: per_log(&faults, i, Faults::default()),
             })
             .collect(),
+        control: a.control,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

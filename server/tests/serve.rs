@@ -335,9 +335,11 @@ fn five_thousand_idle_connections() {
 
 #[test]
 fn a_client_that_never_reads_is_shed_and_closed_while_fifty_get_everything() {
+    // Readers get 2.5 s of slack (256 frames at 100/s) so a busy CI machine does not turn
+    // them into slow clients; the never-reading one still fills its socket and queue.
     let mut cfg = serve_config();
-    cfg.client_queue = 64;
-    let server = start(400.0, cfg);
+    cfg.client_queue = 256;
+    let server = start(100.0, cfg);
     let addr = server.addr;
 
     // The slow client: a tiny receive buffer, and it never reads.

@@ -7,6 +7,11 @@
 //!
 //! The client is deliberately lean (a raw RFC 6455 client: handshake, then frame headers)
 //! so that it costs as little of the shared machine as possible.
+//!
+//! `--churn`: instead, `--clients` client slots for `--duration` seconds, each connecting (to
+//! a stream picked at random from `--paths`), reading for a random stay, leaving (half with a
+//! close frame, half by dropping the connection), pausing, and connecting again: the memory
+//! soak's load. Prints a progress line per second and one JSON summary.
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -51,6 +56,20 @@ struct Args {
     /// Connections opened at once while connecting.
     #[arg(long, default_value_t = 200)]
     connect_batch: usize,
+    /// Churn mode (see the module docs).
+    #[arg(long)]
+    churn: bool,
+    /// Churn: streams to pick from at random, comma separated (default: --path).
+    #[arg(long)]
+    paths: Option<String>,
+    /// Churn: shortest and longest stay of one connection, seconds.
+    #[arg(long, default_value_t = 1.0)]
+    stay_min: f64,
+    #[arg(long, default_value_t = 30.0)]
+    stay_max: f64,
+    /// Churn: longest pause between leaving and connecting again, seconds.
+    #[arg(long, default_value_t = 2.0)]
+    pause_max: f64,
 }
 
 #[derive(Default)]
@@ -60,6 +79,8 @@ struct Totals {
     bytes: AtomicU64,
     disconnects: AtomicU64,
     connected: AtomicU64,
+    /// Clients whose connection or handshake failed.
+    failed: AtomicU64,
     latencies_ms: Mutex<Vec<f64>>,
 }
 
@@ -81,13 +102,8 @@ fn seen_of(payload: &[u8]) -> Option<f64> {
     std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
 }
 
-async fn client(
-    id: usize,
-    args: Arc<Args>,
-    totals: Arc<Totals>,
-    measuring: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
-) -> anyhow::Result<()> {
+/// Connects and upgrades; returns the stream and what was read past the 101 head.
+async fn handshake(args: &Args) -> anyhow::Result<(TcpStream, BytesMut)> {
     let mut s = TcpStream::connect(&args.addr).await?;
     s.set_nodelay(true)?;
     let req = format!(
@@ -108,6 +124,19 @@ async fn client(
             break;
         }
     }
+    Ok((s, buf))
+}
+
+async fn client(
+    id: usize,
+    args: Arc<Args>,
+    totals: Arc<Totals>,
+    measuring: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    let (mut s, mut buf) = handshake(&args)
+        .await
+        .map_err(|e| anyhow::anyhow!("handshake: {e:#}"))?;
     totals.connected.fetch_add(1, Relaxed);
     let sample = id % args.sample_every.max(1) == 0;
     let mut lat = Vec::new();
@@ -213,7 +242,158 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()?
     };
-    rt.block_on(run(args))
+    if args.churn {
+        rt.block_on(churn::run(args))
+    } else {
+        rt.block_on(run(args))
+    }
+}
+
+mod churn {
+    //! `--churn`: clients that come and go at random.
+
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use certstream_benches::ws::{Client, OP_CLOSE, OP_TEXT};
+
+    use super::Args;
+
+    #[derive(Default)]
+    struct Counts {
+        active: AtomicU64,
+        connects: AtomicU64,
+        failures: AtomicU64,
+        server_closes: AtomicU64,
+        clean_leaves: AtomicU64,
+        abrupt_leaves: AtomicU64,
+        messages: AtomicU64,
+        bytes: AtomicU64,
+    }
+
+    /// xorshift64*: enough randomness for stays and pauses.
+    struct Rng(u64);
+
+    impl Rng {
+        fn unit(&mut self) -> f64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+        }
+
+        fn between(&mut self, lo: f64, hi: f64) -> Duration {
+            Duration::from_secs_f64((lo + (hi - lo).max(0.0) * self.unit()).max(0.0))
+        }
+    }
+
+    async fn slot(
+        id: usize,
+        args: Arc<Args>,
+        paths: Arc<Vec<String>>,
+        n: Arc<Counts>,
+        end: Instant,
+    ) {
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ ((id as u64 + 1) * 0xBF58_476D_1CE4_E5B9));
+        // Spread the first connections over the first pause.
+        tokio::time::sleep(rng.between(0.0, args.pause_max)).await;
+        while Instant::now() < end {
+            let path = &paths[(rng.unit() * paths.len() as f64) as usize % paths.len()];
+            let mut c = match Client::connect(&args.addr, path, Duration::from_secs(10)).await {
+                Ok(c) => c,
+                Err(_) => {
+                    n.failures.fetch_add(1, Relaxed);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            n.connects.fetch_add(1, Relaxed);
+            n.active.fetch_add(1, Relaxed);
+            let leave = (Instant::now() + rng.between(args.stay_min, args.stay_max)).min(end);
+            let (mut msgs, mut bytes) = (0u64, 0u64);
+            let closed_by_server = loop {
+                let f = tokio::select! {
+                    f = c.next_frame() => f,
+                    _ = tokio::time::sleep_until(leave.into()) => break false,
+                };
+                match f {
+                    Ok(Some((OP_TEXT, p))) => {
+                        msgs += 1;
+                        bytes += p.len() as u64;
+                    }
+                    Ok(Some((OP_CLOSE, _))) | Ok(None) | Err(_) => break true,
+                    Ok(Some(_)) => {}
+                }
+            };
+            n.messages.fetch_add(msgs, Relaxed);
+            n.bytes.fetch_add(bytes, Relaxed);
+            n.active.fetch_sub(1, Relaxed);
+            if closed_by_server {
+                n.server_closes.fetch_add(1, Relaxed);
+                drop(c);
+            } else if rng.unit() < 0.5 {
+                n.clean_leaves.fetch_add(1, Relaxed);
+                c.close(1000).await;
+            } else {
+                n.abrupt_leaves.fetch_add(1, Relaxed);
+                drop(c);
+            }
+            tokio::time::sleep(rng.between(0.0, args.pause_max)).await;
+        }
+    }
+
+    pub async fn run(args: Arc<Args>) -> anyhow::Result<()> {
+        let paths: Vec<String> = args
+            .paths
+            .as_deref()
+            .unwrap_or(&args.path)
+            .split(',')
+            .map(|p| p.trim().to_owned())
+            .filter(|p| !p.is_empty())
+            .collect();
+        anyhow::ensure!(!paths.is_empty(), "no paths");
+        let paths = Arc::new(paths);
+        let n = Arc::new(Counts::default());
+        let t0 = Instant::now();
+        let end = t0 + Duration::from_secs_f64(args.duration);
+        let tasks: Vec<_> = (0..args.clients)
+            .map(|id| tokio::spawn(slot(id, args.clone(), paths.clone(), n.clone(), end)))
+            .collect();
+        let mut last = (0u64, 0u64);
+        while Instant::now() < end {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let (c, m) = (n.connects.load(Relaxed), n.messages.load(Relaxed));
+            eprintln!(
+                "{:>6.0} s  active {:>5}  connects {:>7} (+{})  failures {}  server closes {}  messages/s (finished stays) {}",
+                t0.elapsed().as_secs_f64(),
+                n.active.load(Relaxed),
+                c,
+                c - last.0,
+                n.failures.load(Relaxed),
+                n.server_closes.load(Relaxed),
+                m - last.1,
+            );
+            last = (c, m);
+        }
+        for t in tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        println!(
+            "{{\"mode\":\"churn\",\"clients\":{},\"paths\":{:?},\"seconds\":{secs:.1},\"connects\":{},\"connect_failures\":{},\"server_closes\":{},\"clean_leaves\":{},\"abrupt_leaves\":{},\"messages\":{},\"bytes\":{}}}",
+            args.clients,
+            paths.join(","),
+            n.connects.load(Relaxed),
+            n.failures.load(Relaxed),
+            n.server_closes.load(Relaxed),
+            n.clean_leaves.load(Relaxed),
+            n.abrupt_leaves.load(Relaxed),
+            n.messages.load(Relaxed),
+            n.bytes.load(Relaxed),
+        );
+        Ok(())
+    }
 }
 
 async fn run(args: Arc<Args>) -> anyhow::Result<()> {
@@ -224,16 +404,26 @@ async fn run(args: Arc<Args>) -> anyhow::Result<()> {
     let mut tasks = Vec::with_capacity(args.clients);
     let t0 = Instant::now();
     for id in 0..args.clients {
-        tasks.push(tokio::spawn(client(
-            id,
+        let (a, t, m, s) = (
             args.clone(),
             totals.clone(),
             measuring.clone(),
             stop.clone(),
-        )));
+        );
+        tasks.push(tokio::spawn(async move {
+            let r = client(id, a, t.clone(), m, s).await;
+            if let Err(e) = &r {
+                if e.to_string().starts_with("handshake: ") {
+                    t.failed.fetch_add(1, Relaxed);
+                }
+            }
+            r
+        }));
         if id % args.connect_batch.max(1) == args.connect_batch.max(1) - 1 {
             // Let this batch finish its handshakes before opening more.
-            while (totals.connected.load(Relaxed) as usize) < id + 1 - args.connect_batch / 2 {
+            while ((totals.connected.load(Relaxed) + totals.failed.load(Relaxed)) as usize)
+                < id + 1 - args.connect_batch / 2
+            {
                 if t0.elapsed() > Duration::from_secs(120) {
                     bail!("only {} clients connected", totals.connected.load(Relaxed));
                 }
@@ -241,7 +431,7 @@ async fn run(args: Arc<Args>) -> anyhow::Result<()> {
             }
         }
     }
-    while (totals.connected.load(Relaxed) as usize) < args.clients {
+    while ((totals.connected.load(Relaxed) + totals.failed.load(Relaxed)) as usize) < args.clients {
         if t0.elapsed() > Duration::from_secs(180) {
             bail!(
                 "only {} of {} clients connected",
@@ -299,6 +489,7 @@ async fn run(args: Arc<Args>) -> anyhow::Result<()> {
     let summary = serde_like_json(&[
         ("clients", args.clients.to_string()),
         ("connected", totals.connected.load(Relaxed).to_string()),
+        ("failed_to_connect", totals.failed.load(Relaxed).to_string()),
         ("path", format!("\"{}\"", args.path)),
         ("connect_seconds", format!("{connect_s:.2}")),
         ("window_seconds", format!("{secs:.3}")),

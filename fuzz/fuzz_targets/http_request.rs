@@ -1,0 +1,39 @@
+//! HTTP request heads: `http::parse` (httparse), then the route and the websocket upgrade
+//! (`handshake::accept`) the server derives from them.
+#![no_main]
+
+use certstream_server::handshake;
+use certstream_server::http::{self, HttpError};
+use libfuzzer_sys::fuzz_target;
+
+/// The server's `max_head`.
+const MAX_HEAD: usize = 8192;
+
+fuzz_target!(|data: &[u8]| {
+    match http::parse(data, MAX_HEAD) {
+        Ok(Some((req, n))) => {
+            assert!(n <= data.len() && n <= MAX_HEAD);
+            // The head alone parses to the same request.
+            assert_eq!(
+                http::parse(&data[..n], MAX_HEAD),
+                Ok(Some((req.clone(), n)))
+            );
+            assert!(req.headers.len() <= http::MAX_HEADERS);
+            for (name, _) in &req.headers {
+                assert_eq!(name, &name.to_ascii_lowercase());
+            }
+            let _ = http::route(&req.path);
+            if handshake::wants_upgrade(&req) {
+                if let Ok(resp) = handshake::accept(&req) {
+                    // One well-formed head: nothing of the request leaks into it.
+                    assert!(resp.starts_with(b"HTTP/1.1 101 "));
+                    assert!(resp.ends_with(b"\r\n\r\n"));
+                    assert_eq!(resp.windows(2).filter(|w| w == b"\r\n").count(), 5);
+                    assert!(!resp.contains(&0));
+                }
+            }
+        }
+        Ok(None) => assert!(data.len() < MAX_HEAD),
+        Err(HttpError::Malformed | HttpError::TooLarge) => {}
+    }
+});
