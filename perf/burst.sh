@@ -5,9 +5,9 @@
 # stream checker on the lite stream, CLIENTS load clients on the lite stream, and one client
 # that never reads. Then the log is listed and the service catches up as fast as it can
 # (default operator rate limit, batches of up to 1024). Meanwhile /stats is fetched every
-# 100 ms: its latency, the log's position, and the drop counters (rings, client queues) and
-# slow-client closes that show load shedding by policy. Results go into
-# perf/runs/<date>-<host>/.
+# 100 ms (until 40 s have passed and 10 s after the catch-up): its latency, the log's
+# position, and the drop counters (rings, client queues) and slow-client closes that show
+# load shedding by policy. Results go into perf/runs/<date>-<host>/.
 #
 # usage: nice -n 10 perf/burst.sh [ENTRIES=100000] [RATE=500] [CLIENTS=100] [-- server args]
 source "$(dirname "$0")/lib.sh"
@@ -67,7 +67,7 @@ with open(out, "w") as f:
         rows.append(row); f.write(",".join(map(str, row)) + "\n")
         if started is None and log["position"] > 0: started = t
         if caught is None and log["position"] >= entries and log["position"] + 1024 >= log["tree_size"]: caught = t
-        if caught is not None and t > caught + 10: break
+        if caught is not None and t > max(caught + 10, 40): break
         time.sleep(max(0, 0.1 - (time.perf_counter() - a)))
 burst = [r for r in rows if started is not None and started <= r[0] <= (caught or rows[-1][0])]
 lat = sorted(r[1] for r in burst) or [float("nan")]

@@ -3,7 +3,9 @@
 prints the figures: the least-squares slope of RSS after the warm-up, and RSS at the end
 of the warm-up, at the end and at its peak. Standard library only.
 
-usage: plot_rss.py CSV SVG [--warmup SECONDS] [--title TEXT]
+usage: plot_rss.py CSV SVG [--warmup SECONDS] [--until SECONDS] [--title TEXT]
+
+The slope and the "after warm-up" figures cover [--warmup, --until] (default: to the end).
 """
 import argparse
 import csv
@@ -35,21 +37,23 @@ def main():
     ap.add_argument("csv")
     ap.add_argument("svg")
     ap.add_argument("--warmup", type=float, default=120.0)
+    ap.add_argument("--until", type=float, default=float("inf"))
     ap.add_argument("--title", default="certstream-server RSS")
     a = ap.parse_args()
     rows = [r for r in csv.DictReader(open(a.csv)) if r.get("rss_kib")]
     t = [float(r["seconds"]) for r in rows]
     rss = [int(r["rss_kib"]) / 1024 for r in rows]  # MiB
     clients = [int(r.get("clients") or 0) for r in rows]
-    after = [(x, y) for x, y in zip(t, rss) if x >= a.warmup]
+    after = [(x, y) for x, y in zip(t, rss) if a.warmup <= x <= a.until]
     b, c = slope([x for x, _ in after], [y for _, y in after])
     warm_end = after[0][1] if after else float("nan")
     figures = {
         "samples": len(t),
         "seconds": round(t[-1] - t[0], 1) if t else 0,
-        "warmup_seconds": a.warmup,
+        "window_seconds": [a.warmup, min(a.until, t[-1]) if t else None],
         "rss_mib_at_start": round(rss[0], 1) if rss else None,
         "rss_mib_after_warmup": round(warm_end, 1),
+        "rss_mib_end_of_window": round(after[-1][1], 1) if after else None,
         "rss_mib_end": round(rss[-1], 1) if rss else None,
         "rss_mib_peak": round(max(rss), 1) if rss else None,
         "rss_mib_min_after_warmup": round(min(y for _, y in after), 1) if after else None,
