@@ -11,7 +11,8 @@
 #
 # usage: nice -n 10 perf/restarts.sh [RESTARTS=20] [RATE=2000] [SAVE_INTERVAL=2] [-- server args]
 # (SIGNALS="KILL" or any cycle of signal names overrides "TERM KILL"; EVERY="1 2" overrides
-# the 5 to 10 s between restarts)
+# the 5 to 10 s between restarts; CHECKER_ARGS="--reconnect-min-ms 1000" makes the checker
+# wait before reconnecting, as real clients do)
 source "$(dirname "$0")/lib.sh"
 RESTARTS=${1:-20}; RATE=${2:-2000}; SAVE=${3:-2}
 shift $(( $# < 3 ? $# : 3 )); [[ "${1:-}" == "--" ]] && shift
@@ -32,7 +33,7 @@ SERVER_LOG=$RUN/$NAME-server.log
 SERVER_ARGS=(--start 0 --positions "$POSITIONS" --save-interval "$SAVE" --poll-interval 0.25 --operator-rate 100 --client-queue 65536 "$@")
 server_up "$PORT" "${SERVER_ARGS[@]}"
 "$BIN/checker" --addr "127.0.0.1:$PORT" --path /full-stream --expect-start 0 --sim "$SIM_URL" \
-    --out "$RUN/$NAME.json" 2>"$RUN/$NAME-progress.log" &
+    --out "$RUN/$NAME.json" ${CHECKER_ARGS:-} 2>"$RUN/$NAME-progress.log" &
 CHECKER=$!
 PIDS+=("$CHECKER")
 for _ in $(seq 100); do
@@ -69,7 +70,7 @@ wait "$CHECKER" || true
     echo "simulator: ctlog-sim --source \$CORPUS/get-entries --logs 3 --static-ct 1 --initial-size 0 --control, $PER_LOG/s per log, no faults"
     echo "service: certstream-server ${SERVER_ARGS[*]}"
     echo "restarts: every ${EVERY:-5 10} s (uniform), signals in turn: ${SIGNALS:-TERM KILL}; started again at once"
-    echo "checker: checker --path /full-stream --expect-start 0 --sim $SIM_URL"
+    echo "checker: checker --path /full-stream --expect-start 0 --sim $SIM_URL ${CHECKER_ARGS:-}"
     versions
 } >"$RUN/$NAME.txt"
 python3 - "$RUN/$NAME.json" "$EVENTS" "$RATE" "$SAVE" >>"$RUN/$NAME.txt" <<'PY'

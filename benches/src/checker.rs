@@ -542,7 +542,8 @@ pub struct Options {
     pub addr: String,
     /// `/full-stream`, `/` or ...
     pub path: String,
-    /// First retry after a lost connection; doubles up to `reconnect_max`.
+    /// The wait before reconnecting after a lost connection, and before the first retry of
+    /// a failed attempt; retries double it up to `reconnect_max`.
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
     /// A connection silent this long is dropped and made again (heartbeats come every 30 s).
@@ -609,6 +610,11 @@ pub async fn stream(opts: &Options, state: &Mutex<Checker>, mut stop: watch::Rec
             }
         };
         lock(state).end_connection(why);
+        // Like real clients, wait a moment before coming back.
+        tokio::select! {
+            _ = tokio::time::sleep(opts.reconnect_min) => {},
+            _ = stop.changed() => break,
+        }
     }
 }
 

@@ -41,6 +41,9 @@ struct Args {
     /// Read the server's /metrics every second (its drop counters).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     metrics: bool,
+    /// First wait before reconnecting, milliseconds (doubles up to --reconnect-max-ms).
+    #[arg(long, default_value_t = 5)]
+    reconnect_min_ms: u64,
     /// Longest wait between reconnection attempts, milliseconds.
     #[arg(long, default_value_t = 200)]
     reconnect_max_ms: u64,
@@ -63,7 +66,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let opts = Options {
         addr: args.addr.clone(),
         path: args.path.clone(),
-        reconnect_max: Duration::from_millis(args.reconnect_max_ms.max(1)),
+        reconnect_min: Duration::from_millis(args.reconnect_min_ms.max(1)),
+        reconnect_max: Duration::from_millis(
+            args.reconnect_max_ms.max(args.reconnect_min_ms).max(1),
+        ),
         ..Options::default()
     };
     let reader = {
