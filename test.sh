@@ -83,4 +83,19 @@ passed=$(grep -Eo '^test result: .*' target/test-output.log | grep -Eo '[0-9]+ p
 failed=$(grep -Eo '^test result: .*' target/test-output.log | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
 echo
 echo "$passed passed, $failed failed"
-exit "$status"
+
+# Each fuzz target briefly (fuzz/run.sh: installs cargo-fuzz, seeds from the corpus, builds
+# with AddressSanitizer into fuzz/target). CERTSTREAM_FUZZ_SECS=0 skips it.
+fuzz_secs="${CERTSTREAM_FUZZ_SECS:-10}"
+fuzz_status=0
+if [[ "$fuzz_secs" != 0 ]]; then
+    step "fuzz: every target for $fuzz_secs s (fuzz/run.sh)"
+    if ! fuzz/run.sh "$fuzz_secs"; then
+        fuzz_status=1
+        echo "fuzzing failed: see fuzz/artifacts/logs/" >&2
+    fi
+fi
+echo
+echo "tests: $passed passed, $failed failed; fuzz: $([[ "$fuzz_secs" == 0 ]] && echo skipped || { [[ $fuzz_status == 0 ]] && echo ok || echo FAILED; })"
+[[ "$status" == 0 ]] || exit "$status"
+exit "$fuzz_status"

@@ -40,6 +40,12 @@ fuzz_target!(|data: &[u8]| {
             "a protocol error closes"
         );
     }
+    if let Some(code) = c.close_code() {
+        assert!(
+            matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999),
+            "the server never sends close code {code}"
+        );
+    }
     assert!(!c.is_dead());
     c.kill();
 });

@@ -161,6 +161,7 @@ pub struct Conn {
     behind_since: Cell<Option<Instant>>,
     closing: Cell<Option<Instant>>,
     close_queued: Cell<bool>,
+    close_code: Cell<Option<u16>>,
     dead: Cell<bool>,
     reader_done: Cell<bool>,
     wake: Notify,
@@ -180,6 +181,7 @@ impl Conn {
             behind_since: Cell::new(None),
             closing: Cell::new(None),
             close_queued: Cell::new(false),
+            close_code: Cell::new(None),
             dead: Cell::new(false),
             reader_done: Cell::new(false),
             wake: Notify::default(),
@@ -271,7 +273,13 @@ impl Conn {
             self.control.borrow_mut().push_back(close);
         }
         self.close_queued.set(true);
+        self.close_code.set(Some(code));
         self.wake.notify();
+    }
+
+    /// The code of the close frame queued for this client, once closing started.
+    pub fn close_code(&self) -> Option<u16> {
+        self.close_code.get()
     }
 
     /// How long this client has been dropping frames without catching up.
@@ -289,17 +297,18 @@ impl Conn {
         if self.dead.get() {
             return;
         }
-        // SAFETY: `fd` is the writer's socket; the writer owns the stream until it sets
-        // `dead`, and everything here runs on one thread, so while `dead` is false the fd is
-        // open and still this connection's. `shutdown` only changes the socket's state.
+        // SAFETY: `fd` is the writer's socket; the writer owns (its half of) the stream until
+        // it sets `dead`, and everything here runs on one thread, so while `dead` is false the
+        // fd is open and still this connection's. `shutdown` only changes the socket's state.
         unsafe {
             libc::shutdown(self.fd, libc::SHUT_RDWR);
         }
     }
 }
 
-/// Writes queued frames until the connection ends; then marks it dead.
-pub async fn writer(conn: Rc<Conn>, mut stream: monoio::net::TcpStream, counters: &CoreCounters) {
+/// Writes queued frames until the connection ends; then marks it dead. `stream` is the
+/// socket's write side (the whole socket, or its write half while the reader holds the other).
+pub async fn writer<W: AsyncWriteRent>(conn: Rc<Conn>, mut stream: W, counters: &CoreCounters) {
     let mut batch = FrameBatch::new();
     'outer: loop {
         if conn.control.borrow().is_empty() && conn.queue.borrow().is_empty() {
@@ -392,15 +401,16 @@ where
                 }
                 match f.opcode {
                     OpCode::Ping => conn.push_pong(&f.payload),
-                    OpCode::Close => {
-                        let code = if f.payload.len() >= 2 {
-                            u16::from_be_bytes([f.payload[0], f.payload[1]])
-                        } else {
-                            1000
-                        };
-                        conn.close(code, "");
-                        break ReadEnd::Closed;
-                    }
+                    OpCode::Close => match close_reply(&f.payload) {
+                        Ok(code) => {
+                            conn.close(code, "");
+                            break ReadEnd::Closed;
+                        }
+                        Err((code, reason)) => {
+                            conn.close(code, reason);
+                            break ReadEnd::Protocol;
+                        }
+                    },
                     _ => {}
                 }
             }
@@ -427,6 +437,27 @@ where
     conn.reader_wake.notify();
     conn.wake.notify();
     end
+}
+
+/// The code to answer a client's close frame with (RFC 6455 5.5.1, 7.4): its own code when
+/// that is one an endpoint may send, 1000 when it gave none; a payload of one byte, a code
+/// that must not be sent (1005, 1006, 1015, unassigned ones) or a reason that is not UTF-8 is
+/// a protocol error, answered with 1002 or 1007 and a reason.
+pub fn close_reply(payload: &[u8]) -> Result<u16, (u16, &'static str)> {
+    match payload {
+        [] => Ok(1000),
+        [_] => Err((1002, "close payload of one byte")),
+        [hi, lo, reason @ ..] => {
+            let code = u16::from_be_bytes([*hi, *lo]);
+            if !matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999) {
+                Err((1002, "invalid close code"))
+            } else if std::str::from_utf8(reason).is_err() {
+                Err((1007, "close reason is not UTF-8"))
+            } else {
+                Ok(code)
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -497,6 +528,51 @@ mod tests {
         let (op, payload) = frame::parse(&control[0]).unwrap();
         assert_eq!(op, OP_PONG);
         assert_eq!(payload, 9_999u32.to_be_bytes());
+    }
+
+    /// Found while writing the `ws_client_frames` fuzz target: the reader answered a close
+    /// with whatever code the client sent (1005, 1006, 1015 or 0 included, which must never
+    /// be sent) and a one-byte close payload with 1000.
+    #[test]
+    fn close_codes_are_echoed_only_when_valid() {
+        assert_eq!(close_reply(b""), Ok(1000));
+        assert_eq!(close_reply(&1000u16.to_be_bytes()), Ok(1000));
+        assert_eq!(close_reply(&1001u16.to_be_bytes()), Ok(1001));
+        assert_eq!(close_reply(&4321u16.to_be_bytes()), Ok(4321));
+        assert_eq!(close_reply(b"\x03\xe8bye"), Ok(1000));
+        assert_eq!(close_reply(b"\x03").unwrap_err().0, 1002);
+        for bad in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535] {
+            assert_eq!(
+                close_reply(&bad.to_be_bytes()).unwrap_err().0,
+                1002,
+                "{bad}"
+            );
+        }
+        assert_eq!(close_reply(b"\x03\xe8\xff\xfe").unwrap_err().0, 1007);
+    }
+
+    /// The reader puts that answer on the wire: a client closing with 1005 gets 1002.
+    #[test]
+    fn a_client_close_with_a_reserved_code_is_answered_with_1002() {
+        let mask = [1u8, 2, 3, 4];
+        for (sent, want, end) in [
+            (1005u16, 1002u16, ReadEnd::Protocol),
+            (1001, 1001, ReadEnd::Closed),
+        ] {
+            let c = Rc::new(conn(8));
+            let mut input = vec![0x88, 0x80 | 2];
+            input.extend_from_slice(&mask);
+            input.extend(sent.to_be_bytes().iter().zip(mask).map(|(b, m)| b ^ m));
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            let got = rt.block_on(reader(c.clone(), std::io::Cursor::new(input), 1 << 10));
+            assert_eq!(got, end);
+            let control = c.control.borrow();
+            let (op, payload) = frame::parse(&control[0]).unwrap();
+            assert_eq!(op, OP_CLOSE);
+            assert_eq!(&payload[..2], &want.to_be_bytes(), "client sent {sent}");
+        }
     }
 
     #[test]
