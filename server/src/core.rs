@@ -8,7 +8,7 @@
 
 use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -19,13 +19,16 @@ use certstream_engine::frame::{self, Frames, OP_PING};
 use certstream_engine::hub::Hub;
 use certstream_engine::stats::Stats;
 use monoio::buf::IoBufMut as _;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt, IntoPollIo};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable as _};
 use tokio::io::AsyncReadExt as _;
 
 use crate::conn::{self, Conn, ReadEnd};
 use crate::handshake;
 use crate::http::{self, HttpError, Route, StreamKind};
 use crate::report;
+
+/// Bytes a client's reader reads at once (client frames are pings and closes: small).
+const READ_BUFFER: usize = 1024;
 
 /// Which io driver the cores use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -521,24 +524,6 @@ async fn handle(
     write_all(&mut stream, resp).await;
 }
 
-/// Duplicates the socket so the cold read side can run poll-based (fastwebsockets) while
-/// the hot write side stays on the native completion driver.
-fn read_side(
-    stream: &monoio::net::TcpStream,
-) -> std::io::Result<monoio::net::tcp::stream_poll::TcpStreamPoll> {
-    // SAFETY: `dup` of a descriptor we own (the stream is borrowed for the call) returns a
-    // new descriptor or -1; a new one is owned by nobody else, so `OwnedFd` may take it.
-    let fd = unsafe { libc::dup(stream.as_raw_fd()) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just returned by `dup` and is owned by no one else.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    let std_stream = std::net::TcpStream::from(owned);
-    std_stream.set_nonblocking(true)?;
-    monoio::net::TcpStream::from_std(std_stream)?.into_poll_io()
-}
-
 async fn websocket(
     core: Rc<Core>,
     stream: monoio::net::TcpStream,
@@ -547,14 +532,12 @@ async fn websocket(
     leftover: Vec<u8>,
 ) {
     let cfg = &core.shared.config;
-    let read = match read_side(&stream) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(%peer, error = %e, "could not set up the read side");
-            return;
-        }
-    };
     let conn = Rc::new(Conn::new(kind, peer, stream.as_raw_fd(), cfg.client_queue));
+    // One socket, two halves: the hot write side stays on the native completion driver;
+    // the cold read side is adapted to tokio's `AsyncRead` for fastwebsockets by
+    // monoio-compat (reads into its own small buffer), so a client costs one descriptor.
+    let (read, write) = stream.into_split();
+    let read = monoio_compat::StreamWrapper::new_with_buffer_size(read, READ_BUFFER, 0);
     core.conns.borrow_mut()[kind.index()].push(conn.clone());
     core.counters.clients[kind.index()].fetch_add(1, Relaxed);
     let reader = {
@@ -568,6 +551,6 @@ async fn websocket(
             }
         })
     };
-    conn::writer(conn, stream, &core.counters).await;
+    conn::writer(conn, write, &core.counters).await;
     reader.await;
 }

@@ -46,8 +46,7 @@ impl std::fmt::Debug for Server {
     }
 }
 
-/// Raises the open-files limit: every client holds two descriptors (the write side and the
-/// duplicated read side). Tries 2^20 (root may raise the hard limit), else soft = hard.
+/// Raises the open-files limit: every client holds one descriptor (its socket). Tries 2^20 (root may raise the hard limit), else soft = hard.
 fn raise_nofile_limit() {
     let mut lim = libc::rlimit {
         rlim_cur: 0,

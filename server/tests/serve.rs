@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
+use certstream_server::core::{CoreConfig, Driver};
 use common::*;
 use serde_json::Value;
 
@@ -305,11 +306,84 @@ fn hostile_clients_are_closed_and_others_unaffected() {
     server.shutdown().unwrap();
 }
 
+/// A masked client frame.
+fn masked(op: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [9u8, 8, 7, 6];
+    let mut f = vec![0x80 | op, 0x80 | payload.len() as u8];
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+/// The reader runs on the socket's read half (one descriptor per client) on both drivers:
+/// pings are answered, also when they arrive with the handshake; closes are answered with
+/// the client's code only when it is one that may be sent.
+#[test]
+fn both_drivers_read_client_frames() {
+    for driver in [Driver::Auto, Driver::Legacy] {
+        let server = start(
+            50.0,
+            CoreConfig {
+                driver,
+                ..serve_config()
+            },
+        );
+        let addr = server.addr;
+
+        // A ping in the same write as the handshake (read with the request head).
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut req = b"GET /domains-only HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".to_vec();
+        req.extend(masked(0x9, b"early"));
+        s.write_all(&req).unwrap();
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            s.read_exact(&mut b).unwrap();
+            head.push(b[0]);
+        }
+        let pong = loop {
+            let (op, p) = read_frame(&mut s).unwrap();
+            if op == 0xA {
+                break p;
+            }
+        };
+        assert_eq!(pong, b"early", "{driver:?}");
+        // A later ping, then a close with a code that must not be sent: 1002.
+        s.write_all(&masked(0x9, b"later")).unwrap();
+        let pong = loop {
+            let (op, p) = read_frame(&mut s).unwrap();
+            if op == 0xA {
+                break p;
+            }
+        };
+        assert_eq!(pong, b"later", "{driver:?}");
+        s.write_all(&masked(0x8, &1005u16.to_be_bytes())).unwrap();
+        assert_eq!(close_code(&mut s), Some(1002), "{driver:?}");
+
+        // A normal close is answered with its code.
+        let mut s = raw_ws(addr, "/");
+        let mut p = 1000u16.to_be_bytes().to_vec();
+        p.extend_from_slice(b"bye");
+        s.write_all(&masked(0x8, &p)).unwrap();
+        assert_eq!(close_code(&mut s), Some(1000), "{driver:?}");
+
+        healthy(addr);
+        server.shutdown().unwrap();
+    }
+}
+
+/// Descriptors this process has open.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
+
 #[test]
 fn five_thousand_idle_connections() {
     let server = start(20.0, serve_config());
     let addr = server.addr;
     let rss_before = rss_kib();
+    let fds_before = open_fds();
     let idle: Vec<TcpStream> = (0..5000).map(|_| raw_ws(addr, "/domains-only")).collect();
     wait_until("5,000 clients registered", || {
         get_json(addr, "/stats")["clients"]["domains"]
@@ -318,9 +392,18 @@ fn five_thousand_idle_connections() {
             >= 5000
     });
     let rss_after = rss_kib();
+    let fds_after = open_fds();
     eprintln!(
-        "5,000 idle websocket clients: RSS {rss_before} KiB -> {rss_after} KiB ({} KiB per connection, client sockets included)",
+        "5,000 idle websocket clients: RSS {rss_before} KiB -> {rss_after} KiB ({} KiB per connection, client sockets included); open files {fds_before} -> {fds_after}",
         (rss_after.saturating_sub(rss_before)) / 5000
+    );
+    // Client and server run in this process: each connection is one descriptor on each
+    // side (it was two on the server's: a dup'd read side). Other tests running beside this
+    // one hold a few hundred at most.
+    assert!(
+        fds_after.saturating_sub(fds_before) < 2 * 5000 + 1000,
+        "{} descriptors for 5,000 connections",
+        fds_after.saturating_sub(fds_before)
     );
     healthy(addr);
     drop(idle);
