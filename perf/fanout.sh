@@ -17,7 +17,8 @@ start_sim "$RATE"
 start_server "$PORT" "$@"
 sleep 1
 echo "connecting $CLIENTS clients to $STREAM, measuring ${SECS}s..." >&2
-"$BIN/loadclient" --addr "127.0.0.1:$PORT" --path "$STREAM" --clients "$CLIENTS" --warmup 3 \
+# CLIENT_CPUS pins the load client (taskset -c), as SERVER_CPUS pins the service.
+${CLIENT_CPUS:+taskset -c "$CLIENT_CPUS"} "$BIN/loadclient" --addr "127.0.0.1:$PORT" --path "$STREAM" --clients "$CLIENTS" --warmup 3 \
     --duration "$SECS" --server-pid "$SERVER_PID" --threads "${LC_THREADS:-1}" \
     >"$RUN/$NAME.json" 2> >(tee "$RUN/$NAME.client.log" >&2) &
 LOADCLIENT=$!
@@ -34,30 +35,41 @@ cleanup; PIDS=()
 echo "iperf3 on loopback (the limit)..." >&2
 iperf3_limit
 {
-    echo "command: perf/fanout.sh $CLIENTS $RATE $STREAM $SECS $*"
+    echo "command: ${SERVER_CPUS:+SERVER_CPUS=$SERVER_CPUS }${CLIENT_CPUS:+CLIENT_CPUS=$CLIENT_CPUS }perf/fanout.sh $CLIENTS $RATE $STREAM $SECS $*"
     versions
 } >"$RUN/$NAME.txt"
 python3 - "$RUN/$NAME.json" "$RUN/iperf3.json" "$RATE" "$CLIENTS" "$RUN/$NAME-stats.json" >>"$RUN/$NAME.txt" <<'PY'
 import json, sys
-lc = json.load(open(sys.argv[1])); ip = json.load(open(sys.argv[2]))
+lc = json.load(open(sys.argv[1]))
 try:
     st = json.load(open(sys.argv[5]))
     drops = f'{st["dropped"]["core_rings"]:,} certificates at core rings, {st["dropped"]["client_queues"]:,} frames at client queues, {st["slow_clients_closed"]} slow clients closed (whole run)'
 except Exception as e:
     drops = f"unknown ({e})"
 rate, clients = float(sys.argv[3]), int(sys.argv[4])
-end = ip["end"]; secs = end["sum_sent"]["seconds"]; ibytes = end["sum_sent"]["bytes"]
-icpu = end["cpu_utilization_percent"]["host_total"] / 100 * secs
-iperf_cpu_gb = icpu / (ibytes / 1e9); iperf_bps = ibytes / secs
-try:
-    u, s_ = open(sys.argv[2].replace("iperf3.json", "iperf3.cpu")).read().split()
-    iperf_proc_gb = (float(u) + float(s_)) / (ibytes / 1e9)
-except Exception:
-    iperf_proc_gb = float("nan")
+def iperf(path):
+    """(sender CPU-s/GB from host_total, from the process's user+sys, receiver CPU-s/GB, bytes/s)"""
+    end = json.load(open(path))["end"]; secs = end["sum_sent"]["seconds"]; b = end["sum_sent"]["bytes"]
+    cpu = end["cpu_utilization_percent"]
+    try:
+        u, s_ = open(path.replace(".json", ".cpu")).read().split()
+        proc = (float(u) + float(s_)) / (b / 1e9)
+    except Exception:
+        proc = float("nan")
+    return (cpu["host_total"] / 100 * secs / (b / 1e9), proc,
+            cpu["remote_total"] / 100 * secs / (b / 1e9), b / secs)
+iperf_cpu_gb, iperf_proc_gb, iperf_recv_gb, iperf_bps = iperf(sys.argv[2])
+placements = {}
+for name in ("split", "shared"):
+    try:
+        placements[name] = iperf(sys.argv[2].replace("iperf3.json", f"iperf3-{name}.json"))
+    except Exception:
+        pass
 offered = rate * clients
 delivered = lc["certificate_frames_per_second"] / offered
 gb = lc["bytes"] / 1e9
 cpu_gb = lc["server_cpu_seconds"] / gb if gb else float("nan")
+client_gb = (lc.get("client_cpu_seconds") or float("nan")) / gb if gb else float("nan")
 rows = [
     ("clients connected", f'{lc["connected"]} of {clients}'),
     ("offered messages/s", f"{offered:,.0f}"),
@@ -69,6 +81,18 @@ rows = [
     ("  same, from the process's user+sys time", f"{iperf_proc_gb:.3f}"),
     ("ratio server/iperf3 CPU per GB", f"{cpu_gb/iperf_cpu_gb:.2f} (host_total) / {cpu_gb/iperf_proc_gb:.2f} (process time)"),
     ("ratio delivered bytes/s / iperf3 bytes/s", f'{lc["bytes_per_second"]/iperf_bps:.3f}'),
+    ("load client CPU-seconds per GB (receivers)", f"{client_gb:.3f}"),
+    ("iperf3 receiver CPU-seconds per GB", f"{iperf_recv_gb:.3f}"),
+]
+labels = {"split": "iperf3 on two cores (client CPU 0, server CPU 1)",
+          "shared": "iperf3 on one core (both on CPU 0)"}
+for name, (h, p, r, bps) in placements.items():
+    rows += [
+        (labels[name], f"sender {h:.3f} (process time {p:.3f}), receiver {r:.3f} CPU-s/GB at {bps/1e9:.2f} GB/s"),
+        ("  ratio server/iperf3 sender CPU per GB", f"{cpu_gb/h:.2f}"),
+        ("  ratio (server + clients)/(sender + receiver)", f"{(cpu_gb + client_gb)/(h + r):.2f}"),
+    ]
+rows += [
     ("server RSS idle → start → end (KiB)", f'{lc["server_rss_kib_idle"]} → {lc["server_rss_kib_start"]} → {lc["server_rss_kib_end"]}'),
     ("RSS per connection (KiB)", f'{(lc["server_rss_kib_end"]-lc["server_rss_kib_idle"])/max(1,lc["connected"]):.1f}'),
     ("client disconnects", lc["disconnects"]),

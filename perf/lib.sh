@@ -56,7 +56,8 @@ start_server() {
 # SERVER_PID.
 server_up() {
     local port=$1; shift
-    "$BIN/certstream-server" --log-list "$LOG_LIST" --port "$port" --host 127.0.0.1 "$@" \
+    # SERVER_CPUS pins the service (taskset -c), e.g. SERVER_CPUS=0 with `-- --cores 1`.
+    ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} "$BIN/certstream-server" --log-list "$LOG_LIST" --port "$port" --host 127.0.0.1 "$@" \
         >>"${SERVER_LOG:-$RUN/server.log}" 2>&1 &
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")
@@ -82,17 +83,32 @@ sim_control() {
     exec 4<&-
 }
 
-# iperf3_limit: the loopback limit (BENCHMARK.md); writes $RUN/iperf3.json.
+# iperf3_limit: the loopback limit (BENCHMARK.md); writes $RUN/iperf3.json (the command as
+# BENCHMARK.md gives it, placed by the scheduler), $RUN/iperf3-split.json (client on CPU 0,
+# server on CPU 1) and $RUN/iperf3-shared.json (both on CPU 0). On loopback the TCP receive
+# work runs in the sender's softirq when the receiver is on another core, and in the
+# receiver's context when both share one: iperf3's sender CPU per GB is ~0.6 s in the
+# first case and ~0.06 s in the second, and an unpinned run lands in either.
 iperf3_limit() {
     need_tool iperf3 iperf3
-    iperf3 -s -p 5299 >/dev/null 2>&1 &
-    local ip=$!
-    sleep 0.5
-    # Also the client process's own user+system CPU, the same accounting as the service's
-    # utime+stime (iperf3's host_total varies a lot on this shared VM).
-    local TIMEFORMAT='%U %S'
-    { time iperf3 -c 127.0.0.1 -p 5299 -t 5 -l 16K -J >"$RUN/iperf3.json"; } 2>"$RUN/iperf3.cpu"
-    kill "$ip" 2>/dev/null || true
+    local placement srv cli
+    for placement in default split shared; do
+        case $placement in
+            default) srv=""; cli="" ;;
+            split) srv="taskset -c 1"; cli="taskset -c 0" ;;
+            shared) srv="taskset -c 0"; cli="taskset -c 0" ;;
+        esac
+        $srv iperf3 -s -p 5299 >/dev/null 2>&1 &
+        local ip=$!
+        sleep 0.5
+        local out="$RUN/iperf3"
+        [[ $placement == default ]] || out+="-$placement"
+        # Also the client process's own user+system time, the service's accounting.
+        local TIMEFORMAT='%U %S'
+        { time $cli iperf3 -c 127.0.0.1 -p 5299 -t 5 -l 16K -J >"$out.json"; } 2>"$out.cpu"
+        kill "$ip" 2>/dev/null || true
+        wait "$ip" 2>/dev/null || true
+    done
 }
 
 versions() {

@@ -452,6 +452,7 @@ async fn run(args: Arc<Args>) -> anyhow::Result<()> {
     );
     tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
     let usage0 = args.server_pid.and_then(proc_usage);
+    let own0 = proc_usage(std::process::id());
     let w0 = Instant::now();
     measuring.store(true, Relaxed);
     let window = Duration::from_secs_f64(args.duration);
@@ -469,6 +470,7 @@ async fn run(args: Arc<Args>) -> anyhow::Result<()> {
     measuring.store(false, Relaxed);
     let secs = w0.elapsed().as_secs_f64();
     let usage1 = args.server_pid.and_then(proc_usage);
+    let own1 = proc_usage(std::process::id());
     stop.store(true, Relaxed);
     for t in tasks {
         match tokio::time::timeout(Duration::from_secs(5), t).await {
@@ -485,6 +487,11 @@ async fn run(args: Arc<Args>) -> anyhow::Result<()> {
     let (cpu_s, rss_start, rss_end) = match (usage0, usage1) {
         (Some(a), Some(b)) => (Some(b.0 - a.0), Some(a.1), Some(b.1)),
         _ => (None, None, None),
+    };
+    // The clients' own CPU over the window (on loopback the receivers' share of the TCP work).
+    let own_cpu_s = match (own0, own1) {
+        (Some(a), Some(b)) => Some(b.0 - a.0),
+        _ => None,
     };
     let summary = serde_like_json(&[
         ("clients", args.clients.to_string()),
@@ -516,6 +523,10 @@ async fn run(args: Arc<Args>) -> anyhow::Result<()> {
         (
             "server_cpu_seconds_per_gb",
             cpu_s.map_or("null".into(), |v| json_f64(v / (bytes as f64 / 1e9))),
+        ),
+        (
+            "client_cpu_seconds",
+            own_cpu_s.map_or("null".into(), |v| format!("{v:.3}")),
         ),
         (
             "server_rss_kib_idle",
