@@ -220,7 +220,7 @@ pub async fn run_static_ct(
                     &log,
                     &mut backoff,
                     &f,
-                    "checkpoint failed or rejected",
+                    "checkpoint (fetch or verification)",
                     &mut stop,
                 )
                 .await
@@ -277,10 +277,8 @@ pub async fn run_static_ct(
                     }
                     Err(f) => f,
                 };
-                log.stats.errors.fetch_add(1, Relaxed);
-                let d = backoff.next(failure.retry_after);
-                tracing::warn!(log = %url, tile = n, width, error = %failure.error, retry_in = ?d, "data tile failed");
-                if !sleep_or_stop(d, &mut stop).await {
+                let what = format!("data tile {n} (width {width})");
+                if !back_off(&log, &mut backoff, &failure, what, &mut stop).await {
                     break 'outer;
                 }
                 result = match kept.take() {

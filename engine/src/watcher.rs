@@ -359,7 +359,7 @@ pub async fn run_rfc6962(ctx: Arc<Ctx>, log: Arc<Log>, mut stop: watch::Receiver
                 t
             }
             Err(f) => {
-                if !back_off(&log, &mut backoff, &f, "get-sth failed", &mut stop).await {
+                if !back_off(&log, &mut backoff, &f, "get-sth", &mut stop).await {
                     break;
                 }
                 continue;
@@ -411,10 +411,8 @@ pub async fn run_rfc6962(ctx: Arc<Ctx>, log: Arc<Log>, mut stop: watch::Receiver
                         }
                     }
                     Err(f) => {
-                        log.stats.errors.fetch_add(1, Relaxed);
-                        let d = backoff.next(f.retry_after);
-                        tracing::warn!(log = %url, start = pos, end = e - 1, error = %f.error, retry_in = ?d, "get-entries failed");
-                        if !sleep_or_stop(d, &mut stop).await {
+                        let what = format!("get-entries {pos}..={}", e - 1);
+                        if !back_off(&log, &mut backoff, &f, what, &mut stop).await {
                             break 'outer;
                         }
                     }
@@ -433,17 +431,18 @@ pub async fn run_rfc6962(ctx: Arc<Ctx>, log: Arc<Log>, mut stop: watch::Receiver
     log.stats.active.store(0, Relaxed);
 }
 
-/// Counts a failed poll, logs it and waits out its backoff; false when stopping instead.
+/// Counts a failed request, logs it (`what` says which: "get-sth", "get-entries 5..260")
+/// and waits out its backoff; false when stopping instead.
 pub(crate) async fn back_off(
     log: &Log,
     backoff: &mut Backoff,
     f: &Failure,
-    what: &'static str,
+    what: impl std::fmt::Display,
     stop: &mut watch::Receiver<bool>,
 ) -> bool {
     log.stats.errors.fetch_add(1, Relaxed);
     let d = backoff.next(f.retry_after);
-    tracing::warn!(log = %log.source.url, error = %f.error, retry_in = ?d, "{what}");
+    tracing::warn!(log = %log.source.url, error = %f.error, retry_in = ?d, "{what} failed");
     sleep_or_stop(d, stop).await
 }
 

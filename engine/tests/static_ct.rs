@@ -7,141 +7,35 @@
 //! The corpus tests read `CERTSTREAM_CORPUS` (`../shared/corpus`) and skip with a message when
 //! it is not set.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
+use certstream_engine::frame;
 use certstream_engine::http::{ClientConfig, HttpClient};
-use certstream_engine::ingest::{self, IngestConfig};
+use certstream_engine::ingest::IngestConfig;
 use certstream_engine::json::{Encoder, Link, LogSource};
 use certstream_engine::leaf::{self, EntryKind};
 use certstream_engine::positions::Positions;
 use certstream_engine::sim::{self, Faults, LogConfig, LogKind, SimConfig, SimHandle, Source};
 use certstream_engine::stats::Stats;
 use certstream_engine::tile::{self, TileLeaf};
-use certstream_engine::watcher::{StartAt, WatcherConfig};
-use certstream_engine::{frame, Frames};
 use serde_json::Value;
-use tokio::sync::{watch, Notify};
 
-fn corpus() -> Option<PathBuf> {
-    match std::env::var_os("CERTSTREAM_CORPUS") {
-        Some(p) => Some(PathBuf::from(p)),
-        None => {
-            eprintln!("skipping: CERTSTREAM_CORPUS is not set (point it at ../shared/corpus)");
-            None
-        }
-    }
+mod common;
+use common::*;
+
+/// Runs ingest keeping every frame (the message tests read them all).
+fn start_ingest(cfg: IngestConfig, positions: Arc<Positions>) -> Run {
+    start_ingest_keeping(cfg, positions, usize::MAX)
 }
 
 fn sha256(data: &[u8]) -> [u8; 32] {
     let d = ring::digest::digest(&ring::digest::SHA256, data);
     d.as_ref().try_into().unwrap()
-}
-
-/// Every frame, in publication order.
-#[derive(Default)]
-struct Collector {
-    frames: Mutex<Vec<Frames>>,
-    notify: Notify,
-}
-
-impl certstream_engine::watcher::Sink for Collector {
-    fn publish(&self, f: Frames) {
-        self.frames.lock().unwrap().push(f);
-        self.notify.notify_waiters();
-    }
-}
-
-impl Collector {
-    fn count(&self) -> usize {
-        self.frames.lock().unwrap().len()
-    }
-
-    async fn wait_for(&self, n: usize) {
-        let guard = tokio::time::Instant::now() + Duration::from_secs(180);
-        while self.count() < n {
-            assert!(
-                tokio::time::Instant::now() < guard,
-                "only {} of {n} entries arrived",
-                self.count()
-            );
-            let _ = tokio::time::timeout(Duration::from_millis(100), self.notify.notified()).await;
-        }
-    }
-
-    fn by_log(&self) -> BTreeMap<u32, Vec<u64>> {
-        let mut m: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
-        for f in self.frames.lock().unwrap().iter() {
-            m.entry(f.log).or_default().push(f.index);
-        }
-        m
-    }
-}
-
-struct Run {
-    collector: Arc<Collector>,
-    stats: Arc<Stats>,
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<Result<(), certstream_engine::Error>>,
-}
-
-fn start_ingest(cfg: IngestConfig, positions: Arc<Positions>) -> Run {
-    let collector = Arc::new(Collector::default());
-    let stats = Stats::new();
-    let (stop, rx) = watch::channel(false);
-    let task = tokio::spawn(ingest::run(
-        cfg,
-        collector.clone(),
-        positions,
-        stats.clone(),
-        rx,
-    ));
-    Run {
-        collector,
-        stats,
-        stop,
-        task,
-    }
-}
-
-impl Run {
-    async fn finish(self) -> (Arc<Collector>, Arc<Stats>) {
-        self.stop.send(true).unwrap();
-        self.task.await.unwrap().unwrap();
-        (self.collector, self.stats)
-    }
-}
-
-fn ingest_cfg(log_list: String) -> IngestConfig {
-    IngestConfig {
-        log_list,
-        client: ClientConfig {
-            timeout: Duration::from_secs(2),
-            ..ClientConfig::default()
-        },
-        watcher: WatcherConfig {
-            poll_interval: Duration::from_millis(50),
-            max_batch: 1024,
-            max_in_flight: 3,
-            backoff_min: Duration::from_millis(5),
-            backoff_max: Duration::from_millis(50),
-            start: StartAt::Index(0),
-            operator_rate: 0.0,
-        },
-        save_interval: Duration::from_millis(100),
-        ..IngestConfig::default()
-    }
-}
-
-fn faults(spec: &str) -> Faults {
-    let mut f = Faults::parse(spec).unwrap();
-    f.slow_delay = Duration::from_millis(30);
-    f
 }
 
 /// A static-ct-api log growing from `size / 2` to `size` entries of 40 made-up certificates.
@@ -156,16 +50,6 @@ fn tiled_log(name: &str, size: u64, faults: Faults) -> LogConfig {
         kind: LogKind::StaticCt,
         ..LogConfig::default()
     }
-}
-
-fn assert_exactly_once(indices: &[u64], size: u64, what: &str) {
-    let want: Vec<u64> = (0..size).collect();
-    assert!(
-        indices == want,
-        "{what}: {} indices, first divergence at {:?}",
-        indices.len(),
-        indices.iter().zip(&want).position(|(a, b)| a != b)
-    );
 }
 
 /// Runs the given logs to `size` through the service and checks each delivered 0..size once,

@@ -2,126 +2,25 @@
 //! and in order, with each fault switch on in turn, over TLS, across restarts, and across
 //! log list changes.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use certstream_engine::frame;
-use certstream_engine::http::ClientConfig;
 use certstream_engine::ingest::{self, IngestConfig};
 use certstream_engine::positions::Positions;
-use certstream_engine::sim::{self, Faults, LogConfig, SimConfig, SimHandle, Source};
+use certstream_engine::sim::{self, Faults, LogConfig, SimConfig, Source};
 use certstream_engine::stats::Stats;
-use certstream_engine::watcher::{StartAt, WatcherConfig};
 use certstream_engine::Frames;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
-/// Collects `(log url, index)` in publication order.
-#[derive(Default)]
-struct Collector {
-    seen: Mutex<Vec<(u32, u64)>>,
-    frames: Mutex<Vec<Frames>>,
-    notify: Notify,
-}
+mod common;
+use common::*;
 
-impl certstream_engine::watcher::Sink for Collector {
-    fn publish(&self, f: Frames) {
-        self.seen.lock().unwrap().push((f.log, f.index));
-        let mut frames = self.frames.lock().unwrap();
-        if frames.len() < 50 {
-            frames.push(f);
-        }
-        drop(frames);
-        self.notify.notify_waiters();
-    }
-}
-
-impl Collector {
-    fn count(&self) -> usize {
-        self.seen.lock().unwrap().len()
-    }
-
-    /// Waits until `n` frames arrived (or panics after a generous guard against hangs).
-    async fn wait_for(&self, n: usize) {
-        let guard = tokio::time::Instant::now() + Duration::from_secs(180);
-        while self.count() < n {
-            assert!(
-                tokio::time::Instant::now() < guard,
-                "only {} of {n} entries arrived",
-                self.count()
-            );
-            let _ = tokio::time::timeout(Duration::from_millis(100), self.notify.notified()).await;
-        }
-    }
-
-    fn by_log(&self) -> BTreeMap<u32, Vec<u64>> {
-        let mut m: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
-        for (log, i) in self.seen.lock().unwrap().iter() {
-            m.entry(*log).or_default().push(*i);
-        }
-        m
-    }
-}
-
-fn fast_watcher() -> WatcherConfig {
-    WatcherConfig {
-        poll_interval: Duration::from_millis(50),
-        max_batch: 1024,
-        max_in_flight: 3,
-        backoff_min: Duration::from_millis(5),
-        backoff_max: Duration::from_millis(50),
-        start: StartAt::Index(0),
-        operator_rate: 0.0,
-    }
-}
-
-struct Run {
-    collector: Arc<Collector>,
-    stats: Arc<Stats>,
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<Result<(), certstream_engine::Error>>,
-}
-
+/// Runs ingest keeping the first 50 frames (enough for the tests that look at them).
 fn start_ingest(cfg: IngestConfig, positions: Arc<Positions>) -> Run {
-    let collector = Arc::new(Collector::default());
-    let stats = Stats::new();
-    let (stop, rx) = watch::channel(false);
-    let task = tokio::spawn(ingest::run(
-        cfg,
-        collector.clone(),
-        positions,
-        stats.clone(),
-        rx,
-    ));
-    Run {
-        collector,
-        stats,
-        stop,
-        task,
-    }
-}
-
-impl Run {
-    async fn finish(self) -> (Arc<Collector>, Arc<Stats>) {
-        self.stop.send(true).unwrap();
-        self.task.await.unwrap().unwrap();
-        (self.collector, self.stats)
-    }
-}
-
-fn ingest_cfg(sim: &SimHandle) -> IngestConfig {
-    IngestConfig {
-        log_list: sim.log_list_url.clone(),
-        client: ClientConfig {
-            timeout: Duration::from_secs(2),
-            ..ClientConfig::default()
-        },
-        watcher: fast_watcher(),
-        save_interval: Duration::from_millis(100),
-        ..IngestConfig::default()
-    }
+    start_ingest_keeping(cfg, positions, 50)
 }
 
 fn log(name: &str, size: u64, cap: u64, faults: Faults) -> LogConfig {
@@ -148,7 +47,10 @@ async fn exactly_once(faults: Faults, size: u64) -> Arc<Stats> {
     })
     .await
     .unwrap();
-    let run = start_ingest(ingest_cfg(&sim), Arc::new(Positions::in_memory()));
+    let run = start_ingest(
+        ingest_cfg(sim.log_list_url.clone()),
+        Arc::new(Positions::in_memory()),
+    );
     run.collector.wait_for(2 * size as usize).await;
     // Let a few more polls happen: nothing more may arrive.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -156,13 +58,7 @@ async fn exactly_once(faults: Faults, size: u64) -> Arc<Stats> {
     let by_log = collector.by_log();
     assert_eq!(by_log.len(), 2);
     for (log, indices) in by_log {
-        let want: Vec<u64> = (0..size).collect();
-        assert!(
-            indices == want,
-            "log {log}: {} indices, first divergence at {:?}",
-            indices.len(),
-            indices.iter().zip(&want).position(|(a, b)| a != b)
-        );
+        assert_exactly_once(&indices, size, &format!("log {log}"));
     }
     let injected: u64 = sim
         .logs
@@ -189,12 +85,6 @@ async fn no_faults_learns_the_batch_cap() {
         .collect();
     assert_eq!(caps, [64, 100]);
     assert_eq!(stats.entries.load(Relaxed), 3000);
-}
-
-fn faults(spec: &str) -> Faults {
-    let mut f = Faults::parse(spec).unwrap();
-    f.slow_delay = Duration::from_millis(30);
-    f
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,13 +148,16 @@ async fn over_tls_with_a_ca_file() {
     std::fs::write(&ca, sim.ca_pem.as_ref().unwrap()).unwrap();
 
     // Without the CA the log is not trusted: nothing arrives, errors are counted.
-    let run = start_ingest(ingest_cfg(&sim), Arc::new(Positions::in_memory()));
+    let run = start_ingest(
+        ingest_cfg(sim.log_list_url.clone()),
+        Arc::new(Positions::in_memory()),
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (c, stats) = run.finish().await;
     assert_eq!(c.count(), 0);
     assert!(stats.loglist_errors.load(Relaxed) > 0);
 
-    let mut cfg = ingest_cfg(&sim);
+    let mut cfg = ingest_cfg(sim.log_list_url.clone());
     cfg.client.ca_file = Some(ca);
     let run = start_ingest(cfg, Arc::new(Positions::in_memory()));
     run.collector.wait_for(300).await;
@@ -299,7 +192,7 @@ async fn restarts_resume_without_gaps_or_duplicates() {
     let mut all = Vec::new();
     for round in 0..4 {
         let positions = Arc::new(Positions::load(&path).unwrap());
-        let run = start_ingest(ingest_cfg(&sim), positions);
+        let run = start_ingest(ingest_cfg(sim.log_list_url.clone()), positions);
         let target = if round == 3 { 2000 - all.len() } else { 200 };
         run.collector.wait_for(target).await;
         let (c, _) = run.finish().await;
@@ -346,7 +239,7 @@ async fn log_list_changes_start_and_stop_watchers() {
         std::fs::write(&list, body).unwrap();
     };
     write_list(&[sim.log_url(0)]);
-    let mut cfg = ingest_cfg(&sim);
+    let mut cfg = ingest_cfg(sim.log_list_url.clone());
     cfg.log_list = list.display().to_string();
     cfg.refresh = Duration::from_millis(200);
     let run = start_ingest(cfg, Arc::new(Positions::in_memory()));
@@ -396,7 +289,10 @@ async fn broken_entries_are_skipped_or_sent_partially_and_counted() {
     })
     .await
     .unwrap();
-    let run = start_ingest(ingest_cfg(&sim), Arc::new(Positions::in_memory()));
+    let run = start_ingest(
+        ingest_cfg(sim.log_list_url.clone()),
+        Arc::new(Positions::in_memory()),
+    );
     // Every index is either published or counted as an undecodable entry.
     let guard = tokio::time::Instant::now() + Duration::from_secs(120);
     while run.collector.count() as u64 + run.stats.bad_entries.load(Relaxed) < size {
@@ -452,7 +348,7 @@ async fn saved_positions_lag_publication_by_half_an_interval() {
     let half = Duration::from_millis(200);
     let cfg = IngestConfig {
         save_interval: half * 2,
-        ..ingest_cfg(&sim)
+        ..ingest_cfg(sim.log_list_url.clone())
     };
     let (stop, rx) = watch::channel(false);
     let task = tokio::spawn(ingest::run(
@@ -512,7 +408,7 @@ async fn resuming_waits_for_clients_to_reconnect() {
     for (round, resume) in [(0, false), (1, true)] {
         let cfg = IngestConfig {
             resume_delay: delay,
-            ..ingest_cfg(&sim)
+            ..ingest_cfg(sim.log_list_url.clone())
         };
         if resume {
             let p = Positions::load(&path).unwrap();
