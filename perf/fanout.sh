@@ -13,6 +13,8 @@ case "$STREAM" in /full-stream*) KIND=full ;; /domains-only*) KIND=domains ;; *)
 NAME=fanout-$CLIENTS-$KIND
 need_tool python3 python3
 build
+[[ "${FLAME:-}" == 1 ]] && FLAME=$NAME
+profiler_setup "${FLAME:-$NAME}"
 start_sim "$RATE"
 start_server "$PORT" "$@"
 sleep 1
@@ -24,10 +26,9 @@ ${CLIENT_CPUS:+taskset -c "$CLIENT_CPUS"} "$BIN/loadclient" --addr "127.0.0.1:$P
 LOADCLIENT=$!
 if [[ -n "${FLAME:-}" ]]; then
     # Profile the service inside the measured window (FLAME=1 names it after the run).
-    [[ "$FLAME" == 1 ]] && FLAME=$NAME
     for _ in $(seq 1200); do grep -q "clients connected" "$RUN/$NAME.client.log" 2>/dev/null && break; sleep 0.25; done
     sleep 4
-    profile_pid "$FLAME" "$SERVER_PID" "$(( SECS > 12 ? 10 : SECS - 2 ))" || true
+    profile_window "$FLAME" "$SERVER_PID" "$(( SECS > 12 ? 10 : SECS - 2 ))" || true
 fi
 wait "$LOADCLIENT"
 http_get "$PORT" /stats >"$RUN/$NAME-stats.json" 2>/dev/null || true

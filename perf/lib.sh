@@ -56,12 +56,14 @@ start_server() {
 # SERVER_PID.
 server_up() {
     local port=$1; shift
-    # SERVER_CPUS pins the service (taskset -c), e.g. SERVER_CPUS=0 with `-- --cores 1`.
-    ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} "$BIN/certstream-server" --log-list "$LOG_LIST" --port "$port" --host 127.0.0.1 "$@" \
+    # SERVER_CPUS pins the service (taskset -c), e.g. SERVER_CPUS=0 with `-- --cores 1`;
+    # SERVER_WRAP runs it under a tool (profiler_setup sets it for callgrind).
+    # shellcheck disable=SC2086
+    ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} ${SERVER_WRAP:-} "$BIN/certstream-server" --log-list "$LOG_LIST" --port "$port" --host 127.0.0.1 "$@" ${SERVER_EXTRA:-} \
         >>"${SERVER_LOG:-$RUN/server.log}" 2>&1 &
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")
-    for _ in $(seq 100); do
+    for _ in $(seq 600); do
         (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
         sleep 0.1
     done
@@ -144,6 +146,49 @@ profile_pid() {
         echo "perf record failed ($(tail -1 "$RUN/$name.perf.log")); no flamegraph" >&2
         return 1
     fi
+}
+
+# profiler_setup NAME: with FLAME set, picks the profiler for the service: perf (cpu-clock,
+# DWARF call graphs → flamegraphs/NAME.svg) where it can record, else (or with
+# PROFILER=callgrind) valgrind's callgrind, which counts instructions: the service is then
+# started under it (SERVER_WRAP) with instrumentation off until profile_window turns it on. Under
+# callgrind the service runs tens of times slower, so use fewer clients.
+profiler_setup() {
+    [[ -n "${FLAME:-}" ]] || return 0
+    if [[ "${PROFILER:-perf}" != callgrind ]]; then
+        need_tool perf linux-perf || true
+        if perf record -e cpu-clock -o "$RUN/.probe.perf.data" -- true >/dev/null 2>&1; then
+            rm -f "$RUN/.probe.perf.data"
+            PROFILER=perf
+            return 0
+        fi
+        echo "perf cannot record here: counting instructions with callgrind instead" >&2
+    fi
+    PROFILER=callgrind
+    need_tool valgrind valgrind
+    SERVER_WRAP="valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=$RUN/$1.callgrind"
+    # valgrind 3.19 does not complete the service's io_uring operations (nothing is sent):
+    # the cores run on the legacy (epoll) driver under it.
+    SERVER_EXTRA="--driver legacy"
+}
+
+# profile_window NAME PID SECONDS: profiles the service for SECONDS with the profiler
+# profiler_setup chose. callgrind: writes $RUN/NAME-callgrind.txt (instructions per function).
+profile_window() {
+    local name=$1 pid=$2 secs=$3
+    if [[ "${PROFILER:-perf}" != callgrind ]]; then
+        profile_pid "$name" "$pid" "$secs"
+        return
+    fi
+    callgrind_control -i on "$pid" >/dev/null
+    sleep "$secs"
+    callgrind_control -d "$pid" >/dev/null
+    callgrind_control -i off "$pid" >/dev/null
+    local dump
+    dump=$(ls -t "$RUN/$name.callgrind"* 2>/dev/null | head -1)
+    [[ -n "$dump" ]] || { echo "callgrind wrote no dump" >&2; return 1; }
+    callgrind_annotate --inclusive=no "$dump" 2>/dev/null | head -45 >"$RUN/$name-callgrind.txt"
+    echo "callgrind: $(grep -m1 -E '^ *[0-9,]+ .*PROGRAM TOTALS' "$RUN/$name-callgrind.txt" | awk '{print $1}') instructions in ${secs} s of the service (user space; the kernel's share is not counted): $RUN/$name-callgrind.txt" >&2
 }
 
 # http_get PORT PATH: the body of GET http://127.0.0.1:PORT/PATH (no curl needed).

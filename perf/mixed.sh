@@ -11,6 +11,7 @@ shift $(( $# < 3 ? $# : 3 )); [[ "${1:-}" == "--" ]] && shift
 PORT=${PORT:-4401}
 need_tool python3 python3
 build
+profiler_setup mixed
 start_sim "$RATE"
 start_server "$PORT" "$@"
 sleep 1
@@ -25,7 +26,7 @@ done
 if [[ -n "${FLAME:-}" ]]; then
     for _ in $(seq 1200); do [[ $(cat "$RUN"/mixed-*.client.log 2>/dev/null | grep -c "clients connected") -ge 3 ]] && break; sleep 0.25; done
     sleep 5
-    profile_pid mixed "$SERVER_PID" "$(( SECS > 12 ? 10 : SECS - 2 ))" || true
+    profile_window mixed "$SERVER_PID" "$(( SECS > 12 ? 10 : SECS - 2 ))" || true
 fi
 for p in "${LCS[@]}"; do wait "$p"; done
 {
