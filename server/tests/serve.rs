@@ -309,7 +309,14 @@ fn hostile_clients_are_closed_and_others_unaffected() {
 /// A masked client frame.
 fn masked(op: u8, payload: &[u8]) -> Vec<u8> {
     let mask = [9u8, 8, 7, 6];
-    let mut f = vec![0x80 | op, 0x80 | payload.len() as u8];
+    let mut f = vec![0x80 | op];
+    match payload.len() {
+        n @ 0..=125 => f.push(0x80 | n as u8),
+        n => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&u16::try_from(n).unwrap().to_be_bytes());
+        }
+    }
     f.extend_from_slice(&mask);
     f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
     f
@@ -358,6 +365,21 @@ fn both_drivers_read_client_frames() {
             }
         };
         assert_eq!(pong, b"later", "{driver:?}");
+        // A 40 KB binary frame arriving in pieces (many reads of the reader's 1 KiB
+        // buffer), then a ping: still in sync.
+        let big = masked(0x2, &vec![b'x'; 40_000]);
+        for piece in big.chunks(7_000) {
+            s.write_all(piece).unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        s.write_all(&masked(0x9, b"after")).unwrap();
+        let pong = loop {
+            let (op, p) = read_frame(&mut s).unwrap();
+            if op == 0xA {
+                break p;
+            }
+        };
+        assert_eq!(pong, b"after", "{driver:?}");
         s.write_all(&masked(0x8, &1005u16.to_be_bytes())).unwrap();
         assert_eq!(close_code(&mut s), Some(1002), "{driver:?}");
 
