@@ -232,12 +232,7 @@ fn hostile_clients_are_closed_and_others_unaffected() {
     f.extend_from_slice(&mask);
     f.extend_from_slice(&payload);
     s.write_all(&f).unwrap();
-    let pong = loop {
-        let (op, p) = read_frame(&mut s).unwrap();
-        if op == 0xA {
-            break p;
-        }
-    };
+    let pong = next_pong(&mut s);
     assert_eq!(pong, b"ping!");
 
     // A 16 MiB frame (only its header is sent): 1009, before any payload is read.
@@ -306,6 +301,16 @@ fn hostile_clients_are_closed_and_others_unaffected() {
     server.shutdown().unwrap();
 }
 
+/// The payload of the next pong (other frames are skipped).
+fn next_pong(s: &mut TcpStream) -> Vec<u8> {
+    loop {
+        let (op, p) = read_frame(s).unwrap();
+        if op == 0xA {
+            return p;
+        }
+    }
+}
+
 /// A masked client frame.
 fn masked(op: u8, payload: &[u8]) -> Vec<u8> {
     let mask = [9u8, 8, 7, 6];
@@ -349,21 +354,11 @@ fn both_drivers_read_client_frames() {
             s.read_exact(&mut b).unwrap();
             head.push(b[0]);
         }
-        let pong = loop {
-            let (op, p) = read_frame(&mut s).unwrap();
-            if op == 0xA {
-                break p;
-            }
-        };
+        let pong = next_pong(&mut s);
         assert_eq!(pong, b"early", "{driver:?}");
-        // A later ping, then a close with a code that must not be sent: 1002.
+        // A later ping.
         s.write_all(&masked(0x9, b"later")).unwrap();
-        let pong = loop {
-            let (op, p) = read_frame(&mut s).unwrap();
-            if op == 0xA {
-                break p;
-            }
-        };
+        let pong = next_pong(&mut s);
         assert_eq!(pong, b"later", "{driver:?}");
         // A 40 KB binary frame arriving in pieces (many reads of the reader's 1 KiB
         // buffer), then a ping: still in sync.
@@ -373,13 +368,9 @@ fn both_drivers_read_client_frames() {
             std::thread::sleep(Duration::from_millis(5));
         }
         s.write_all(&masked(0x9, b"after")).unwrap();
-        let pong = loop {
-            let (op, p) = read_frame(&mut s).unwrap();
-            if op == 0xA {
-                break p;
-            }
-        };
+        let pong = next_pong(&mut s);
         assert_eq!(pong, b"after", "{driver:?}");
+        // A close with a code that must not be sent: 1002.
         s.write_all(&masked(0x8, &1005u16.to_be_bytes())).unwrap();
         assert_eq!(close_code(&mut s), Some(1002), "{driver:?}");
 
