@@ -468,6 +468,23 @@ mod tests {
         Conn::new(StreamKind::Lite, "127.0.0.1:1".parse().unwrap(), -1, cap)
     }
 
+    /// A masked client frame with a payload of at most 125 bytes.
+    fn masked(op: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [0x11, 0x22, 0x33, 0x44];
+        let mut f = vec![0x80 | op, 0x80 | payload.len() as u8];
+        f.extend_from_slice(&mask);
+        f.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
+        f
+    }
+
+    /// Runs the reader over `input` until it ends.
+    fn read_all(c: &Rc<Conn>, input: Vec<u8>, max_frame: usize) -> ReadEnd {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(reader(c.clone(), std::io::Cursor::new(input), max_frame))
+    }
+
     #[test]
     fn a_full_queue_drops_the_oldest_and_marks_the_client_behind() {
         let c = conn(3);
@@ -511,18 +528,10 @@ mod tests {
     #[test]
     fn a_ping_flood_keeps_one_pong_queued() {
         let c = Rc::new(conn(8));
-        let mask = [0x11, 0x22, 0x33, 0x44];
-        let mut input = Vec::new();
-        for i in 0..10_000u32 {
-            input.extend_from_slice(&[0x89, 0x80 | 4]);
-            input.extend_from_slice(&mask);
-            input.extend(i.to_be_bytes().iter().zip(mask).map(|(b, m)| b ^ m));
-        }
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let end = rt.block_on(reader(c.clone(), std::io::Cursor::new(input), 64 << 10));
-        assert_eq!(end, ReadEnd::Closed);
+        let input: Vec<u8> = (0..10_000u32)
+            .flat_map(|i| masked(0x9, &i.to_be_bytes()))
+            .collect();
+        assert_eq!(read_all(&c, input, 64 << 10), ReadEnd::Closed);
         let control = c.control.borrow();
         assert_eq!(control.len(), 1, "one pong, for the latest ping");
         let (op, payload) = frame::parse(&control[0]).unwrap();
@@ -554,19 +563,12 @@ mod tests {
     /// The reader puts that answer on the wire: a client closing with 1005 gets 1002.
     #[test]
     fn a_client_close_with_a_reserved_code_is_answered_with_1002() {
-        let mask = [1u8, 2, 3, 4];
         for (sent, want, end) in [
             (1005u16, 1002u16, ReadEnd::Protocol),
             (1001, 1001, ReadEnd::Closed),
         ] {
             let c = Rc::new(conn(8));
-            let mut input = vec![0x88, 0x80 | 2];
-            input.extend_from_slice(&mask);
-            input.extend(sent.to_be_bytes().iter().zip(mask).map(|(b, m)| b ^ m));
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .build()
-                .unwrap();
-            let got = rt.block_on(reader(c.clone(), std::io::Cursor::new(input), 1 << 10));
+            let got = read_all(&c, masked(0x8, &sent.to_be_bytes()), 1 << 10);
             assert_eq!(got, end);
             let control = c.control.borrow();
             let (op, payload) = frame::parse(&control[0]).unwrap();
