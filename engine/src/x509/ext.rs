@@ -69,8 +69,7 @@ fn san(value: &[u8]) -> Option<String> {
 
 /// Decodes a `GeneralNames` extension value.
 pub(crate) fn general_names(value: &[u8]) -> Res<Vec<GenName<'_>>> {
-    let t = der::first(value)?;
-    gn::parse_seq(seq_of(&t)?)
+    gn::parse_seq(value_seq(value)?)
 }
 
 /// A SEQUENCE (OF): universal 16, constructed.
@@ -81,6 +80,11 @@ fn seq_of<'a>(t: &Tlv<'a>) -> Res<Reader<'a>> {
     } else {
         Err(Bad)
     }
+}
+
+/// An extension value that is one SEQUENCE (OF): a reader over its content.
+fn value_seq(v: &[u8]) -> Res<Reader<'_>> {
+    seq_of(&der::first(v)?)
 }
 
 /// An IMPLICIT-tagged SEQUENCE OF: constructed with the context tag.
@@ -275,8 +279,7 @@ fn bit_names(v: &[u8], names: &[&str], out: &mut Vec<u8>) -> Res<()> {
 }
 
 fn basic_constraints(v: &[u8], out: &mut Vec<u8>) -> Res<()> {
-    let t = der::first(v)?;
-    let mut r = seq_of(&t)?;
+    let mut r = value_seq(v)?;
     let mut ca = false;
     if let Some(b) = r.read_optional(der::UNIVERSAL, der::BOOLEAN)? {
         ca = der::boolean(&b)?;
@@ -328,8 +331,7 @@ fn crl_reason(v: &[u8], out: &mut Vec<u8>) -> Res<()> {
 }
 
 fn private_key_usage_period(v: &[u8], out: &mut Vec<u8>) -> Res<()> {
-    let t = der::first(v)?;
-    let mut r = seq_of(&t)?;
+    let mut r = value_seq(v)?;
     let nb = r.read_optional(der::CONTEXT, 0)?;
     let na = r.read_optional(der::CONTEXT, 1)?;
     if !r.is_empty() {
@@ -352,8 +354,7 @@ fn private_key_usage_period(v: &[u8], out: &mut Vec<u8>) -> Res<()> {
 }
 
 fn name_constraints(v: &[u8], out: &mut Vec<u8>) -> Res<()> {
-    let t = der::first(v)?;
-    let mut r = seq_of(&t)?;
+    let mut r = value_seq(v)?;
     let permitted = r.read_optional(der::CONTEXT, 0)?;
     let excluded = r.read_optional(der::CONTEXT, 1)?;
     if !r.is_empty() {
@@ -443,8 +444,7 @@ static REASON_FLAGS: &[&str] = &[
 ];
 
 fn crl_distribution_points(v: &[u8], out: &mut Vec<u8>) -> Res<()> {
-    let t = der::first(v)?;
-    let mut r = seq_of(&t)?;
+    let mut r = value_seq(v)?;
     // Decode everything first: a decoding failure prints nothing.
     struct Dp<'a> {
         full: Option<Vec<GenName<'a>>>,
@@ -566,8 +566,7 @@ const ID_QT_CPS: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x02, 0x01];
 const ID_QT_UNOTICE: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x02, 0x02];
 
 fn certificate_policies(v: &[u8], out: &mut Vec<u8>) -> Res<()> {
-    let t = der::first(v)?;
-    let mut r = seq_of(&t)?;
+    let mut r = value_seq(v)?;
     // Decode fully before printing: OpenSSL prints nothing for a value it cannot decode.
     let mut text = Vec::new();
     while !r.is_empty() {
@@ -664,8 +663,7 @@ fn certificate_policies(v: &[u8], out: &mut Vec<u8>) -> Res<()> {
 }
 
 fn policy_mappings(v: &[u8], out: &mut Vec<u8>) -> Res<()> {
-    let t = der::first(v)?;
-    let mut r = seq_of(&t)?;
+    let mut r = value_seq(v)?;
     let mut vals = Vec::new();
     while !r.is_empty() {
         let m = r.read()?;
@@ -692,8 +690,7 @@ fn policy_mappings(v: &[u8], out: &mut Vec<u8>) -> Res<()> {
 }
 
 fn authority_key_id(v: &[u8], out: &mut Vec<u8>) -> Res<()> {
-    let t = der::first(v)?;
-    let mut r = seq_of(&t)?;
+    let mut r = value_seq(v)?;
     let keyid = r.read_optional(der::CONTEXT, 0)?;
     let issuer = r.read_optional(der::CONTEXT, 1)?;
     let serial = r.read_optional(der::CONTEXT, 2)?;
@@ -738,8 +735,7 @@ fn authority_key_id(v: &[u8], out: &mut Vec<u8>) -> Res<()> {
 }
 
 fn policy_constraints(v: &[u8], out: &mut Vec<u8>) -> Res<()> {
-    let t = der::first(v)?;
-    let mut r = seq_of(&t)?;
+    let mut r = value_seq(v)?;
     let req = r.read_optional(der::CONTEXT, 0)?;
     let inh = r.read_optional(der::CONTEXT, 1)?;
     if !r.is_empty() {
@@ -768,8 +764,7 @@ fn policy_constraints(v: &[u8], out: &mut Vec<u8>) -> Res<()> {
 }
 
 fn ext_key_usage(v: &[u8], out: &mut Vec<u8>) -> Res<()> {
-    let t = der::first(v)?;
-    let mut r = seq_of(&t)?;
+    let mut r = value_seq(v)?;
     let mut first = true;
     let mut s = String::new();
     while !r.is_empty() {
@@ -788,8 +783,7 @@ fn ext_key_usage(v: &[u8], out: &mut Vec<u8>) -> Res<()> {
 }
 
 fn info_access(v: &[u8], out: &mut Vec<u8>) -> Res<()> {
-    let t = der::first(v)?;
-    let mut r = seq_of(&t)?;
+    let mut r = value_seq(v)?;
     let mut vals = Vec::new();
     while !r.is_empty() {
         let ad = r.read()?;
@@ -814,8 +808,7 @@ fn info_access(v: &[u8], out: &mut Vec<u8>) -> Res<()> {
 }
 
 fn tls_feature(v: &[u8], out: &mut Vec<u8>) -> Res<()> {
-    let t = der::first(v)?;
-    let mut r = seq_of(&t)?;
+    let mut r = value_seq(v)?;
     let mut vals = Vec::new();
     while !r.is_empty() {
         let i = r.read()?;

@@ -66,6 +66,12 @@ pub(crate) fn parse_name<'a>(t: &Tlv<'a>, out: &mut Vec<Attr<'a>>) -> Res<()> {
 
 /// Decodes the entries of a `RelativeDistinguishedName` (SET OF AttributeTypeAndValue content).
 pub(crate) fn parse_rdn_entries<'a>(content: &'a [u8], out: &mut Vec<Attr<'a>>) -> Res<()> {
+    // Entries decoded outside X509_NAME keep `set` 0: they print as one RDN.
+    push_attrs(content, 0, out)
+}
+
+/// Decodes the AttributeTypeAndValues of one RDN's content, all in RDN `set`.
+fn push_attrs<'a>(content: &'a [u8], set: u32, out: &mut Vec<Attr<'a>>) -> Res<()> {
     let mut attrs = der::Reader::new(content);
     while !attrs.is_empty() {
         let atv = attrs.read()?;
@@ -78,8 +84,7 @@ pub(crate) fn parse_rdn_entries<'a>(content: &'a [u8], out: &mut Vec<Attr<'a>>) 
         if !f.is_empty() {
             return Err(der::Bad);
         }
-        // Entries decoded outside X509_NAME keep `set` 0: they print as one RDN.
-        out.push(attr_from_value(oid, &v, 0)?);
+        out.push(attr_from_value(oid, &v, set)?);
     }
     Ok(())
 }

@@ -276,7 +276,6 @@ const MONTHS: [&str; 12] = [
 /// `ASN1_GENERALIZEDTIME_print` / `ASN1_TIME_print` of a GeneralizedTime:
 /// `Mar  2 01:03:24.786 2025 GMT`.
 pub(crate) fn generalized_time_print(v: &[u8], out: &mut Vec<u8>) {
-    use std::fmt::Write;
     let Some(tm) = asn1_time_to_tm(v, true) else {
         out.extend_from_slice(b"Bad time value");
         return;
@@ -290,9 +289,20 @@ pub(crate) fn generalized_time_print(v: &[u8], out: &mut Vec<u8>) {
         }
         frac = std::str::from_utf8(&v[14..14 + n]).unwrap_or("");
     }
-    let mut s = String::new();
+    push_printed(&tm, frac, gmt, out);
+}
+
+/// The same for a time given in epoch milliseconds (SCT timestamps).
+pub(crate) fn print_epoch_millis(ms: u64, out: &mut Vec<u8>) {
+    let tm = Tm::from_epoch((ms / 1000) as i64);
+    push_printed(&tm, &format!(".{:03}", ms % 1000), true, out);
+}
+
+/// `Mon dd hh:mm:ss<frac> yyyy[ GMT]`, as OpenSSL prints times.
+fn push_printed(tm: &Tm, frac: &str, gmt: bool, out: &mut Vec<u8>) {
+    use std::io::Write;
     let _ = write!(
-        s,
+        out,
         "{} {:2} {:02}:{:02}:{:02}{} {}{}",
         MONTHS[(tm.mon - 1) as usize],
         tm.day,
@@ -303,27 +313,6 @@ pub(crate) fn generalized_time_print(v: &[u8], out: &mut Vec<u8>) {
         tm.year,
         if gmt { " GMT" } else { "" }
     );
-    out.extend_from_slice(s.as_bytes());
-}
-
-/// The same for a time given in epoch milliseconds (SCT timestamps).
-pub(crate) fn print_epoch_millis(ms: u64, out: &mut Vec<u8>) {
-    use std::fmt::Write;
-    let secs = (ms / 1000) as i64;
-    let tm = Tm::from_epoch(secs);
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        "{} {:2} {:02}:{:02}:{:02}.{:03} {} GMT",
-        MONTHS[(tm.mon - 1) as usize],
-        tm.day,
-        tm.hour,
-        tm.min,
-        tm.sec,
-        ms % 1000,
-        tm.year
-    );
-    out.extend_from_slice(s.as_bytes());
 }
 
 #[cfg(test)]
