@@ -20,7 +20,7 @@ use certstream_engine::ingest::IngestConfig;
 use certstream_engine::json::{Encoder, Link, LogSource};
 use certstream_engine::leaf::{self, EntryKind};
 use certstream_engine::positions::Positions;
-use certstream_engine::sim::{self, Faults, LogConfig, LogKind, SimConfig, SimHandle, Source};
+use certstream_engine::sim::{self, Faults, LogConfig, LogKind, SimHandle, Source};
 use certstream_engine::stats::Stats;
 use certstream_engine::tile::{self, TileLeaf};
 use serde_json::Value;
@@ -28,9 +28,15 @@ use serde_json::Value;
 mod common;
 use common::*;
 
-/// Runs ingest keeping every frame (the message tests read them all).
+/// Frames each run keeps: all (the message tests read them all).
+const KEEP: usize = usize::MAX;
+
 fn start_ingest(cfg: IngestConfig, positions: Arc<Positions>) -> Run {
-    start_ingest_keeping(cfg, positions, usize::MAX)
+    start_ingest_keeping(cfg, positions, KEEP)
+}
+
+fn start_fresh(sim: &SimHandle) -> Run {
+    start_fresh_keeping(sim, KEEP)
 }
 
 fn sha256(data: &[u8]) -> [u8; 32] {
@@ -56,16 +62,8 @@ fn tiled_log(name: &str, size: u64, faults: Faults) -> LogConfig {
 /// in order.
 async fn exactly_once(logs: Vec<LogConfig>, size: u64) -> (SimHandle, Arc<Stats>) {
     let n = logs.len();
-    let sim = sim::start(SimConfig {
-        logs,
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
-    let run = start_ingest(
-        ingest_cfg(sim.log_list_url.clone()),
-        Arc::new(Positions::in_memory()),
-    );
+    let sim = start_sim(logs).await;
+    let run = start_fresh(&sim);
     run.collector.wait_for(n * size as usize).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (collector, stats) = run.finish().await;
@@ -213,23 +211,19 @@ fn seen_of(payload: &[u8]) -> f64 {
 async fn navigli_tiles_make_the_expected_messages() {
     let Some(dir) = corpus() else { return };
     let size = 512u64;
-    let sim = sim::start(SimConfig {
-        logs: vec![LogConfig {
-            name: "navigli".into(),
-            source: Source::Tiles {
-                dir: dir.join("static-ct/navigli2025h2"),
-                issuers: Some(dir.join("get-entries")),
-            },
-            initial_size: size,
-            rate: 0.0,
-            max_size: Some(size),
-            kind: LogKind::StaticCt,
-            ..LogConfig::default()
-        }],
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    let sim = start_sim(vec![LogConfig {
+        name: "navigli".into(),
+        source: Source::Tiles {
+            dir: dir.join("static-ct/navigli2025h2"),
+            issuers: Some(dir.join("get-entries")),
+        },
+        initial_size: size,
+        rate: 0.0,
+        max_size: Some(size),
+        kind: LogKind::StaticCt,
+        ..LogConfig::default()
+    }])
+    .await;
     let log = &sim.logs[0];
     let mon = sim.log_url(0);
 
@@ -255,10 +249,7 @@ async fn navigli_tiles_make_the_expected_messages() {
     assert_eq!(logs[0].url, mon);
     assert_eq!(Some(&logs[0].key[..]), log.public_key());
 
-    let run = start_ingest(
-        ingest_cfg(sim.log_list_url.clone()),
-        Arc::new(Positions::in_memory()),
-    );
+    let run = start_fresh(&sim);
     run.collector.wait_for(size as usize).await;
     let (collector, stats) = run.finish().await;
     let frames = collector.frames.lock().unwrap().clone();
@@ -335,20 +326,13 @@ async fn navigli_tiles_make_the_expected_messages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_checkpoints_are_rejected_and_never_followed() {
     let size = 300u64;
-    let sim = sim::start(SimConfig {
-        logs: vec![LogConfig {
-            initial_size: size,
-            rate: 0.0,
-            ..tiled_log("f", size, faults("forged=1"))
-        }],
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
-    let run = start_ingest(
-        ingest_cfg(sim.log_list_url.clone()),
-        Arc::new(Positions::in_memory()),
-    );
+    let sim = start_sim(vec![LogConfig {
+        initial_size: size,
+        rate: 0.0,
+        ..tiled_log("f", size, faults("forged=1"))
+    }])
+    .await;
+    let run = start_fresh(&sim);
     let guard = tokio::time::Instant::now() + Duration::from_secs(60);
     while run.stats.bad_checkpoints.load(Relaxed) < 3 {
         assert!(
@@ -387,16 +371,12 @@ fn write_list(path: &Path, sim: &SimHandle, submission_url: &str, key: &[u8]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_origin_or_wrong_key_is_rejected() {
     let size = 100u64;
-    let sim = sim::start(SimConfig {
-        logs: vec![LogConfig {
-            initial_size: size,
-            rate: 0.0,
-            ..tiled_log("o", size, Faults::default())
-        }],
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    let sim = start_sim(vec![LogConfig {
+        initial_size: size,
+        rate: 0.0,
+        ..tiled_log("o", size, Faults::default())
+    }])
+    .await;
     let key = sim.logs[0].public_key().unwrap().to_vec();
     let other_key = certstream_engine::checkpoint::Signer::generate("x")
         .unwrap()
@@ -609,15 +589,11 @@ async fn broken_entries_are_sent_with_what_could_be_read() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarts_resume_without_gaps_or_duplicates() {
     let size = 1500u64;
-    let sim = sim::start(SimConfig {
-        logs: vec![LogConfig {
-            initial_size: 100,
-            ..tiled_log("r", size, Faults::default())
-        }],
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    let sim = start_sim(vec![LogConfig {
+        initial_size: 100,
+        ..tiled_log("r", size, Faults::default())
+    }])
+    .await;
     sim.logs[0].set_growth(300.0, Some(size));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("positions.json");

@@ -10,7 +10,7 @@ use std::time::Duration;
 use certstream_engine::frame;
 use certstream_engine::ingest::{self, IngestConfig};
 use certstream_engine::positions::Positions;
-use certstream_engine::sim::{self, Faults, LogConfig, SimConfig, Source};
+use certstream_engine::sim::{self, Faults, LogConfig, SimConfig, SimHandle, Source};
 use certstream_engine::stats::Stats;
 use certstream_engine::Frames;
 use tokio::sync::watch;
@@ -18,9 +18,15 @@ use tokio::sync::watch;
 mod common;
 use common::*;
 
-/// Runs ingest keeping the first 50 frames (enough for the tests that look at them).
+/// Frames each run keeps: the first 50 (enough for the tests that look at them).
+const KEEP: usize = 50;
+
 fn start_ingest(cfg: IngestConfig, positions: Arc<Positions>) -> Run {
-    start_ingest_keeping(cfg, positions, 50)
+    start_ingest_keeping(cfg, positions, KEEP)
+}
+
+fn start_fresh(sim: &SimHandle) -> Run {
+    start_fresh_keeping(sim, KEEP)
 }
 
 fn log(name: &str, size: u64, cap: u64, faults: Faults) -> LogConfig {
@@ -38,19 +44,12 @@ fn log(name: &str, size: u64, cap: u64, faults: Faults) -> LogConfig {
 
 /// Runs one simulated log to `size` entries and checks 0..size arrived once, in order.
 async fn exactly_once(faults: Faults, size: u64) -> Arc<Stats> {
-    let sim = sim::start(SimConfig {
-        logs: vec![
-            log("a", size, 64, faults.clone()),
-            log("b", size, 100, faults),
-        ],
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
-    let run = start_ingest(
-        ingest_cfg(sim.log_list_url.clone()),
-        Arc::new(Positions::in_memory()),
-    );
+    let sim = start_sim(vec![
+        log("a", size, 64, faults.clone()),
+        log("b", size, 100, faults),
+    ])
+    .await;
+    let run = start_fresh(&sim);
     run.collector.wait_for(2 * size as usize).await;
     // Let a few more polls happen: nothing more may arrive.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -148,10 +147,7 @@ async fn over_tls_with_a_ca_file() {
     std::fs::write(&ca, sim.ca_pem.as_ref().unwrap()).unwrap();
 
     // Without the CA the log is not trusted: nothing arrives, errors are counted.
-    let run = start_ingest(
-        ingest_cfg(sim.log_list_url.clone()),
-        Arc::new(Positions::in_memory()),
-    );
+    let run = start_fresh(&sim);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (c, stats) = run.finish().await;
     assert_eq!(c.count(), 0);
@@ -176,16 +172,12 @@ async fn over_tls_with_a_ca_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarts_resume_without_gaps_or_duplicates() {
-    let sim = sim::start(SimConfig {
-        logs: vec![LogConfig {
-            rate: 400.0,
-            max_size: Some(2000),
-            ..log("r", 2000, 50, Faults::default())
-        }],
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    let sim = start_sim(vec![LogConfig {
+        rate: 400.0,
+        max_size: Some(2000),
+        ..log("r", 2000, 50, Faults::default())
+    }])
+    .await;
     sim.logs[0].set_growth(400.0, Some(2000));
     let dir = tempfile::tempdir().unwrap();
     let path: PathBuf = dir.path().join("positions.json");
@@ -208,23 +200,19 @@ async fn restarts_resume_without_gaps_or_duplicates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_list_changes_start_and_stop_watchers() {
-    let sim = sim::start(SimConfig {
-        logs: vec![
-            LogConfig {
-                rate: 50.0,
-                max_size: None,
-                ..log("one", 100, 64, Faults::default())
-            },
-            LogConfig {
-                rate: 50.0,
-                max_size: None,
-                ..log("two", 100, 64, Faults::default())
-            },
-        ],
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    let sim = start_sim(vec![
+        LogConfig {
+            rate: 50.0,
+            max_size: None,
+            ..log("one", 100, 64, Faults::default())
+        },
+        LogConfig {
+            rate: 50.0,
+            max_size: None,
+            ..log("two", 100, 64, Faults::default())
+        },
+    ])
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let list = dir.path().join("list.json");
     let write_list = |urls: &[String]| {
@@ -283,16 +271,8 @@ async fn log_list_changes_start_and_stop_watchers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_entries_are_skipped_or_sent_partially_and_counted() {
     let size = 600u64;
-    let sim = sim::start(SimConfig {
-        logs: vec![log("c", size, 50, faults("corrupt=0.8"))],
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
-    let run = start_ingest(
-        ingest_cfg(sim.log_list_url.clone()),
-        Arc::new(Positions::in_memory()),
-    );
+    let sim = start_sim(vec![log("c", size, 50, faults("corrupt=0.8"))]).await;
+    let run = start_fresh(&sim);
     // Every index is either published or counted as an undecodable entry.
     let guard = tokio::time::Instant::now() + Duration::from_secs(120);
     while run.collector.count() as u64 + run.stats.bad_entries.load(Relaxed) < size {
@@ -324,16 +304,12 @@ async fn broken_entries_are_skipped_or_sent_partially_and_counted() {
 /// the save, and a SIGKILL a few milliseconds later lost the entries in flight).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn saved_positions_lag_publication_by_half_an_interval() {
-    let sim = sim::start(SimConfig {
-        logs: vec![LogConfig {
-            rate: 300.0,
-            max_size: None,
-            ..log("lag", 0, 64, Faults::default())
-        }],
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    let sim = start_sim(vec![LogConfig {
+        rate: 300.0,
+        max_size: None,
+        ..log("lag", 0, 64, Faults::default())
+    }])
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("positions.json");
     let published: Arc<Mutex<Vec<std::time::Instant>>> = Arc::default();
@@ -393,15 +369,11 @@ async fn saved_positions_lag_publication_by_half_an_interval() {
 /// clients the restart dropped can reconnect first; a first start does not wait.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resuming_waits_for_clients_to_reconnect() {
-    let sim = sim::start(SimConfig {
-        logs: vec![LogConfig {
-            rate: 0.0,
-            ..log("resume", 200, 64, Faults::default())
-        }],
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    let sim = start_sim(vec![LogConfig {
+        rate: 0.0,
+        ..log("resume", 200, 64, Faults::default())
+    }])
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("positions.json");
     let delay = Duration::from_millis(1500);

@@ -10,7 +10,7 @@ use std::time::Duration;
 use certstream_engine::http::ClientConfig;
 use certstream_engine::ingest::{self, IngestConfig};
 use certstream_engine::positions::Positions;
-use certstream_engine::sim::Faults;
+use certstream_engine::sim::{self, Faults, LogConfig, SimConfig, SimHandle};
 use certstream_engine::stats::Stats;
 use certstream_engine::watcher::{StartAt, WatcherConfig};
 use certstream_engine::Frames;
@@ -119,6 +119,16 @@ pub fn faults(spec: &str) -> Faults {
     f
 }
 
+/// The simulator serving these logs (plain HTTP, default settings otherwise).
+pub async fn start_sim(logs: Vec<LogConfig>) -> SimHandle {
+    sim::start(SimConfig {
+        logs,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
 /// `ingest::run` in the background.
 pub struct Run {
     pub collector: Arc<Collector>,
@@ -145,6 +155,15 @@ pub fn start_ingest_keeping(cfg: IngestConfig, positions: Arc<Positions>, keep: 
         stop,
         task,
     }
+}
+
+/// Starts `ingest::run` on the simulator's log list from no saved positions.
+pub fn start_fresh_keeping(sim: &SimHandle, keep: usize) -> Run {
+    start_ingest_keeping(
+        ingest_cfg(sim.log_list_url.clone()),
+        Arc::new(Positions::in_memory()),
+        keep,
+    )
 }
 
 impl Run {
