@@ -35,6 +35,33 @@ pub fn split_url(url: &str) -> (&str, &str) {
     }
 }
 
+/// Connects to `addr` (`host:port`) and upgrades `path`: the stream and the bytes read past
+/// the 101 response head.
+pub async fn handshake(addr: &str, path: &str) -> anyhow::Result<(TcpStream, BytesMut)> {
+    let mut stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(req.as_bytes()).await?;
+    let mut buf = BytesMut::with_capacity(256 << 10);
+    loop {
+        if stream.read_buf(&mut buf).await? == 0 {
+            bail!("closed during the handshake");
+        }
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            if !buf.starts_with(b"HTTP/1.1 101") {
+                bail!("handshake refused: {}", String::from_utf8_lossy(&buf[..p]));
+            }
+            buf.advance(p + 4);
+            return Ok((stream, buf));
+        }
+        if buf.len() > 16 << 10 {
+            bail!("no end of the response head");
+        }
+    }
+}
+
 impl Client {
     /// Connects to `addr` (`host:port`) and upgrades `path`, within `timeout`.
     pub async fn connect(addr: &str, path: &str, timeout: Duration) -> anyhow::Result<Client> {
@@ -44,32 +71,12 @@ impl Client {
     }
 
     async fn connect_inner(addr: &str, path: &str) -> anyhow::Result<Client> {
-        let mut stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        let req = format!(
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        );
-        stream.write_all(req.as_bytes()).await?;
-        let mut buf = BytesMut::with_capacity(256 << 10);
-        loop {
-            if stream.read_buf(&mut buf).await? == 0 {
-                bail!("closed during the handshake");
-            }
-            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                if !buf.starts_with(b"HTTP/1.1 101") {
-                    bail!("handshake refused: {}", String::from_utf8_lossy(&buf[..p]));
-                }
-                buf.advance(p + 4);
-                return Ok(Client {
-                    stream,
-                    buf,
-                    consumed: 0,
-                });
-            }
-            if buf.len() > 16 << 10 {
-                bail!("no end of the response head");
-            }
-        }
+        let (stream, buf) = handshake(addr, path).await?;
+        Ok(Client {
+            stream,
+            buf,
+            consumed: 0,
+        })
     }
 
     /// The next complete frame `(opcode, payload)`; `None` at end of stream. Pings are

@@ -19,10 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _};
-use bytes::{Buf, BytesMut};
+use bytes::Buf;
 use clap::Parser;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncReadExt;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -102,31 +101,6 @@ fn seen_of(payload: &[u8]) -> Option<f64> {
     std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
 }
 
-/// Connects and upgrades; returns the stream and what was read past the 101 head.
-async fn handshake(args: &Args) -> anyhow::Result<(TcpStream, BytesMut)> {
-    let mut s = TcpStream::connect(&args.addr).await?;
-    s.set_nodelay(true)?;
-    let req = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        args.path, args.addr
-    );
-    s.write_all(req.as_bytes()).await?;
-    let mut buf = BytesMut::with_capacity(256 << 10);
-    loop {
-        if s.read_buf(&mut buf).await? == 0 {
-            bail!("closed during the handshake");
-        }
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            if !buf.starts_with(b"HTTP/1.1 101") {
-                bail!("handshake refused: {}", String::from_utf8_lossy(&buf[..p]));
-            }
-            buf.advance(p + 4);
-            break;
-        }
-    }
-    Ok((s, buf))
-}
-
 async fn client(
     id: usize,
     args: Arc<Args>,
@@ -134,7 +108,7 @@ async fn client(
     measuring: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
-    let (mut s, mut buf) = handshake(&args)
+    let (mut s, mut buf) = certstream_benches::ws::handshake(&args.addr, &args.path)
         .await
         .map_err(|e| anyhow::anyhow!("handshake: {e:#}"))?;
     totals.connected.fetch_add(1, Relaxed);
