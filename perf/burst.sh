@@ -25,10 +25,7 @@ SERVER_LOG=$RUN/$NAME-server.log
 SERVER_ARGS=(--start 0 --no-positions --poll-interval 0.25 --refresh-interval 1 "$@")
 server_up "$PORT" "${SERVER_ARGS[@]}"
 
-"$BIN/checker" --addr "127.0.0.1:$PORT" --path / --expect-start 0 --sim "$SIM_URL" \
-    --out "$RUN/$NAME-checker.json" 2>"$RUN/$NAME-checker.log" &
-CHECKER=$!
-PIDS+=("$CHECKER")
+start_checker "$PORT" / "$RUN/$NAME-checker.json" "$RUN/$NAME-checker.log"
 "$BIN/loadclient" --addr "127.0.0.1:$PORT" --path / --clients "$CLIENTS" --warmup 0 --duration 90 \
     --server-pid "$SERVER_PID" >"$RUN/$NAME-loadclient.json" 2>"$RUN/$NAME-loadclient.log" &
 LOADCLIENT=$!

@@ -70,6 +70,28 @@ server_up() {
     echo "service: pid $SERVER_PID on 127.0.0.1:$port" >&2
 }
 
+# start_checker PORT PATH OUT LOG [args...]: the checker client (every index of every log
+# once and in order, against the simulator's tree sizes) on PATH; report to OUT, progress to
+# LOG; sets CHECKER.
+start_checker() {
+    local port=$1 path=$2 out=$3 log=$4
+    shift 4
+    "$BIN/checker" --addr "127.0.0.1:$port" --path "$path" --expect-start 0 --sim "$SIM_URL" \
+        --out "$out" "$@" 2>"$log" &
+    CHECKER=$!
+    PIDS+=("$CHECKER")
+}
+
+# wait_for_a_client PORT: waits (10 s at most) until the service counts a client; fails if not.
+wait_for_a_client() {
+    for _ in $(seq 100); do
+        [[ $(metric "$1" certstream_clients) -ge 1 ]] && return 0
+        sleep 0.1
+    done
+    echo "no client connected to the service" >&2
+    return 1
+}
+
 # metric PORT NAME: a counter or gauge of the service's /metrics, summed over its labels.
 metric() {
     http_get "$1" /metrics | awk -v n="$2" '$1 == n || index($1, n "{") == 1 { s += $2 } END { print s + 0 }'

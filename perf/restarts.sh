@@ -32,14 +32,9 @@ SERVER_LOG=$RUN/$NAME-server.log
 # the checker's queue is deeper than the default 2048 frames for that (see perf/soak.sh).
 SERVER_ARGS=(--start 0 --positions "$POSITIONS" --save-interval "$SAVE" --poll-interval 0.25 --operator-rate 100 --client-queue 65536 "$@")
 server_up "$PORT" "${SERVER_ARGS[@]}"
-"$BIN/checker" --addr "127.0.0.1:$PORT" --path /full-stream --expect-start 0 --sim "$SIM_URL" \
-    --out "$RUN/$NAME.json" ${CHECKER_ARGS:-} 2>"$RUN/$NAME-progress.log" &
-CHECKER=$!
-PIDS+=("$CHECKER")
-for _ in $(seq 100); do
-    [[ $(metric "$PORT" certstream_clients) -ge 1 ]] && break
-    sleep 0.1
-done
+# shellcheck disable=SC2086
+start_checker "$PORT" /full-stream "$RUN/$NAME.json" "$RUN/$NAME-progress.log" ${CHECKER_ARGS:-}
+wait_for_a_client "$PORT" || exit 1
 sim_control "rate=$PER_LOG"
 echo "streaming; $RESTARTS restarts; progress: $RUN/$NAME-progress.log" >&2
 

@@ -41,15 +41,8 @@ SERVER_LOG=$RUN/$NAME-server.log
 SERVER_ARGS=(--start 0 --no-positions --poll-interval 0.25 --refresh-interval 5 --operator-rate 100 --client-queue 65536 "$@")
 server_up "$PORT" "${SERVER_ARGS[@]}"
 
-"$BIN/checker" --addr "127.0.0.1:$PORT" --path /full-stream --expect-start 0 --sim "$SIM_URL" \
-    --out "$RUN/$NAME.json" 2>"$RUN/$NAME-progress.log" &
-CHECKER=$!
-PIDS+=("$CHECKER")
-for _ in $(seq 100); do
-    [[ $(metric "$PORT" certstream_clients) -ge 1 ]] && break
-    sleep 0.1
-done
-[[ $(metric "$PORT" certstream_clients) -ge 1 ]] || { echo "the checker did not connect" >&2; exit 1; }
+start_checker "$PORT" /full-stream "$RUN/$NAME.json" "$RUN/$NAME-progress.log"
+wait_for_a_client "$PORT" || exit 1
 sim_control "rate=$PER_LOG"
 T0=$(date +%s.%N)
 echo "streaming for $MINUTES min at $RATE certificates/s; progress: $RUN/$NAME-progress.log" >&2
