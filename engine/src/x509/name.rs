@@ -37,20 +37,7 @@ pub(crate) fn parse_rdns<'a>(content: &'a [u8], out: &mut Vec<Attr<'a>>) -> Res<
         if !rdn.is_universal(der::SET) || !rdn.constructed {
             return Err(der::Bad);
         }
-        let mut attrs = rdn.children()?;
-        while !attrs.is_empty() {
-            let atv = attrs.read()?;
-            if !atv.is_universal(der::SEQUENCE) || !atv.constructed {
-                return Err(der::Bad);
-            }
-            let mut f = atv.children()?;
-            let oid = der::read_oid(&mut f)?;
-            let v = f.read()?;
-            if !f.is_empty() {
-                return Err(der::Bad);
-            }
-            out.push(attr_from_value(oid, &v, set)?);
-        }
+        push_attrs(rdn.content, set, out)?;
         set += 1;
     }
     Ok(())
