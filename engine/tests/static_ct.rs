@@ -47,14 +47,8 @@ fn sha256(data: &[u8]) -> [u8; 32] {
 /// A static-ct-api log growing from `size / 2` to `size` entries of 40 made-up certificates.
 fn tiled_log(name: &str, size: u64, faults: Faults) -> LogConfig {
     LogConfig {
-        name: name.into(),
-        source: Source::Generated(40),
-        initial_size: size / 2,
-        rate: 2000.0,
-        max_size: Some(size),
-        faults,
         kind: LogKind::StaticCt,
-        ..LogConfig::default()
+        ..growing_log(name, size, faults)
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use certstream_engine::frame;
 use certstream_engine::ingest::{self, IngestConfig};
 use certstream_engine::positions::Positions;
-use certstream_engine::sim::{self, Faults, LogConfig, SimConfig, SimHandle, Source};
+use certstream_engine::sim::{self, Faults, LogConfig, SimConfig, SimHandle};
 use certstream_engine::stats::Stats;
 use certstream_engine::Frames;
 use tokio::sync::watch;
@@ -29,16 +29,11 @@ fn start_fresh(sim: &SimHandle) -> Run {
     start_fresh_keeping(sim, KEEP)
 }
 
+/// An RFC 6962 log growing from `size / 2` to `size`, answering at most `cap` entries.
 fn log(name: &str, size: u64, cap: u64, faults: Faults) -> LogConfig {
     LogConfig {
-        name: name.into(),
-        source: Source::Generated(40),
-        initial_size: size / 2,
-        rate: 2000.0,
-        max_size: Some(size),
         batch_cap: cap,
-        faults,
-        ..LogConfig::default()
+        ..growing_log(name, size, faults)
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use certstream_engine::http::ClientConfig;
 use certstream_engine::ingest::{self, IngestConfig};
 use certstream_engine::positions::Positions;
-use certstream_engine::sim::{self, Faults, LogConfig, SimConfig, SimHandle};
+use certstream_engine::sim::{self, Faults, LogConfig, SimConfig, SimHandle, Source};
 use certstream_engine::stats::Stats;
 use certstream_engine::watcher::{StartAt, WatcherConfig};
 use certstream_engine::Frames;
@@ -117,6 +117,19 @@ pub fn faults(spec: &str) -> Faults {
     let mut f = Faults::parse(spec).unwrap();
     f.slow_delay = Duration::from_millis(30);
     f
+}
+
+/// A log of 40 made-up certificates growing from `size / 2` to `size` entries at 2,000/s.
+pub fn growing_log(name: &str, size: u64, faults: Faults) -> LogConfig {
+    LogConfig {
+        name: name.into(),
+        source: Source::Generated(40),
+        initial_size: size / 2,
+        rate: 2000.0,
+        max_size: Some(size),
+        faults,
+        ..LogConfig::default()
+    }
 }
 
 /// The simulator serving these logs (plain HTTP, default settings otherwise).
