@@ -160,7 +160,7 @@ pub struct Conn {
     pub dropped: Cell<u64>,
     behind_since: Cell<Option<Instant>>,
     closing: Cell<Option<Instant>>,
-    close_queued: Cell<bool>,
+    /// The code of the close frame queued, once one is.
     close_code: Cell<Option<u16>>,
     dead: Cell<bool>,
     reader_done: Cell<bool>,
@@ -180,7 +180,6 @@ impl Conn {
             dropped: Cell::new(0),
             behind_since: Cell::new(None),
             closing: Cell::new(None),
-            close_queued: Cell::new(false),
             close_code: Cell::new(None),
             dead: Cell::new(false),
             reader_done: Cell::new(false),
@@ -220,7 +219,7 @@ impl Conn {
 
     /// Queues a control frame, written before any queued data frame.
     pub fn push_control(&self, frame: Bytes) {
-        if self.close_queued.get() {
+        if self.close_code.get().is_some() {
             return;
         }
         self.control.borrow_mut().push_back(frame);
@@ -231,7 +230,7 @@ impl Conn {
     /// written it is replaced, so only the latest ping is answered (RFC 6455 §5.5.3 allows
     /// it): a client that sends pings and never reads cannot grow the control queue.
     pub fn push_pong(&self, payload: &[u8]) {
-        if self.close_queued.get() {
+        if self.close_code.get().is_some() {
             return;
         }
         let pong = frame::frame(OP_PONG, payload);
@@ -272,7 +271,6 @@ impl Conn {
             self.queue.borrow_mut().clear();
             self.control.borrow_mut().push_back(close);
         }
-        self.close_queued.set(true);
         self.close_code.set(Some(code));
         self.wake.notify();
     }
@@ -328,7 +326,7 @@ pub async fn writer<W: AsyncWriteRent>(conn: Rc<Conn>, mut stream: W, counters: 
                 }
             }
         }
-        let with_close = conn.close_queued.get()
+        let with_close = conn.close_code.get().is_some()
             && conn.control.borrow().is_empty()
             && conn.queue.borrow().is_empty();
         let frames = batch.len() as u64;
