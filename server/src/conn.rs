@@ -447,7 +447,7 @@ pub fn close_reply(payload: &[u8]) -> Result<u16, (u16, &'static str)> {
         [_] => Err((1002, "close payload of one byte")),
         [hi, lo, reason @ ..] => {
             let code = u16::from_be_bytes([*hi, *lo]);
-            if !matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999) {
+            if !sendable_close_code(code) {
                 Err((1002, "invalid close code"))
             } else if std::str::from_utf8(reason).is_err() {
                 Err((1007, "close reason is not UTF-8"))
@@ -456,6 +456,12 @@ pub fn close_reply(payload: &[u8]) -> Result<u16, (u16, &'static str)> {
             }
         }
     }
+}
+
+/// Whether an endpoint may send this close code (RFC 6455 7.4: the registered codes other
+/// than 1004, 1005, 1006 and 1015, and the 3000-4999 ranges for libraries and applications).
+pub fn sendable_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
 #[cfg(test)]
