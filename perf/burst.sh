@@ -60,7 +60,7 @@ with open(out, "w") as f:
         s = json.loads(body); t = time.time() - t0
         log = s["logs"][0] if s["logs"] else {"position": 0, "tree_size": 0}
         row = (round(t, 2), round(ms, 2), log["position"], log["tree_size"], s["processed_certificates"],
-               s["dropped"]["core_rings"], s["dropped"]["client_queues"], s["slow_clients_closed"], s["clients"]["total"], rss())
+               s["dropped"]["core_rings"], s["dropped"]["client_lag"], s["slow_clients_closed"], s["clients"]["total"], rss())
         rows.append(row); f.write(",".join(map(str, row)) + "\n")
         if started is None and log["position"] > 0: started = t
         if caught is None and log["position"] >= entries and log["position"] + 1024 >= log["tree_size"]: caught = t

@@ -44,7 +44,7 @@ import json, sys
 lc = json.load(open(sys.argv[1]))
 try:
     st = json.load(open(sys.argv[5]))
-    drops = f'{st["dropped"]["core_rings"]:,} certificates at core rings, {st["dropped"]["client_queues"]:,} frames at client queues, {st["slow_clients_closed"]} slow clients closed (whole run)'
+    drops = f'{st["dropped"]["core_rings"]:,} certificates at core rings, {st["dropped"]["client_lag"]:,} frames skipped by clients behind the stream log, {st["slow_clients_closed"]} slow clients closed (whole run)'
 except Exception as e:
     drops = f"unknown ({e})"
 rate, clients = float(sys.argv[3]), int(sys.argv[4])

@@ -10,12 +10,19 @@
 //! Watchers publish from several ingest threads, so the producer ends sit behind one mutex
 //! that only the ingest side takes (a few thousand times a second at most); serving cores
 //! never touch it: each owns its consumer end.
+//!
+//! # Cursors
+//! Under that mutex each certificate gets its cursor, the previous one + 1, and is stamped
+//! with it ([`Draft::stamp`]) before any core sees it: every core's ring holds the stream in
+//! cursor order. The first cursor comes from the saved positions ([`crate::positions`]), so
+//! a restart continues the sequence (after a clean stop) or jumps ahead of it (after a crash),
+//! never repeating one.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
 use std::sync::{Arc, Mutex};
 
-use crate::frame::Frames;
+use crate::frame::{Draft, Frames};
 use crate::watcher::Sink;
 
 /// How many recent certificates `/latest.json` shows.
@@ -33,7 +40,11 @@ pub struct CoreRing {
 /// The ingest side's end of every core's ring.
 #[derive(Debug)]
 pub struct Hub {
-    producers: Mutex<Vec<rtrb::Producer<Frames>>>,
+    producers: Mutex<Producers>,
+    /// The next cursor, readable without the lock (written under it).
+    next: AtomicU64,
+    /// The first cursor of this run.
+    pub first_cursor: u64,
     /// Per-core ring counters, index = core.
     pub rings: Vec<Arc<CoreRing>>,
     latest: Mutex<VecDeque<Frames>>,
@@ -41,10 +52,21 @@ pub struct Hub {
     pub published: AtomicU64,
 }
 
+#[derive(Debug)]
+struct Producers {
+    rings: Vec<rtrb::Producer<Frames>>,
+    next: u64,
+}
+
 impl Hub {
-    /// A hub for `cores` cores with rings of `capacity` certificates each; returns the
-    /// consumer end of each core's ring.
-    pub fn new(cores: usize, capacity: usize) -> (Arc<Hub>, Vec<rtrb::Consumer<Frames>>) {
+    /// A hub for `cores` cores with rings of `capacity` certificates each, numbering the
+    /// stream from `first_cursor` (at least 1); returns the consumer end of each core's ring.
+    pub fn new(
+        cores: usize,
+        capacity: usize,
+        first_cursor: u64,
+    ) -> (Arc<Hub>, Vec<rtrb::Consumer<Frames>>) {
+        let first_cursor = first_cursor.max(1);
         let mut producers = Vec::with_capacity(cores);
         let mut consumers = Vec::with_capacity(cores);
         for _ in 0..cores {
@@ -53,12 +75,22 @@ impl Hub {
             consumers.push(c);
         }
         let hub = Hub {
-            producers: Mutex::new(producers),
+            producers: Mutex::new(Producers {
+                rings: producers,
+                next: first_cursor,
+            }),
+            next: AtomicU64::new(first_cursor),
+            first_cursor,
             rings: (0..cores).map(|_| Arc::new(CoreRing::default())).collect(),
             latest: Mutex::new(VecDeque::with_capacity(LATEST)),
             published: AtomicU64::new(0),
         };
         (Arc::new(hub), consumers)
+    }
+
+    /// The cursor the next certificate will get (every cursor below it was published).
+    pub fn next_cursor(&self) -> u64 {
+        self.next.load(Acquire)
     }
 
     /// The most recent certificates, oldest first.
@@ -73,44 +105,49 @@ impl Hub {
 }
 
 impl Sink for Hub {
-    fn publish(&self, frames: Frames) {
+    fn publish(&self, draft: Draft) {
         self.published.fetch_add(1, Relaxed);
-        {
+        let frames = {
             let mut producers = self.producers.lock().unwrap_or_else(|e| e.into_inner());
-            for (p, ring) in producers.iter_mut().zip(&self.rings) {
+            let frames = draft.stamp(producers.next);
+            producers.next += 1;
+            self.next.store(producers.next, Release);
+            for (p, ring) in producers.rings.iter_mut().zip(&self.rings) {
                 // A clone is three reference-count bumps; a full ring hands it back.
                 match p.push(frames.clone()) {
                     Ok(()) => ring.pushed.fetch_add(1, Relaxed),
                     Err(rtrb::PushError::Full(_)) => ring.dropped.fetch_add(1, Relaxed),
                 };
             }
-        }
+            frames
+        };
         let mut latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
         if latest.len() == LATEST {
             latest.pop_front();
         }
         latest.push_back(frames);
     }
+
+    fn next_cursor(&self) -> Option<u64> {
+        Some(Hub::next_cursor(self))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
 
-    fn frames(i: u64) -> Frames {
-        Frames {
-            log: 0,
-            index: i,
-            lite: Bytes::from(format!("lite{i}")),
-            full: Bytes::from(format!("full{i}")),
-            domains: Bytes::from(format!("domains{i}")),
+    fn frames(i: u64) -> Draft {
+        let mut d = Draft::new(0, i, [8, 8, 8]);
+        for b in d.bodies() {
+            b.extend(format!("\"data\":{i}}}").as_bytes());
         }
+        d
     }
 
     #[test]
     fn a_full_ring_drops_for_that_core_only() {
-        let (hub, mut consumers) = Hub::new(2, 4);
+        let (hub, mut consumers) = Hub::new(2, 4, 1);
         for i in 0..4 {
             hub.publish(frames(i));
         }
@@ -139,11 +176,29 @@ mod tests {
 
     #[test]
     fn frames_are_shared_not_copied() {
-        let (hub, mut consumers) = Hub::new(2, 4);
-        let f = frames(1);
-        let ptr = f.full.as_ptr();
-        hub.publish(f);
-        assert_eq!(consumers[0].pop().unwrap().full.as_ptr(), ptr);
+        let (hub, mut consumers) = Hub::new(2, 4, 1);
+        hub.publish(frames(1));
+        let ptr = consumers[0].pop().unwrap().full.as_ptr();
         assert_eq!(consumers[1].pop().unwrap().full.as_ptr(), ptr);
+        assert_eq!(hub.latest()[0].full.as_ptr(), ptr);
+    }
+
+    #[test]
+    fn cursors_are_consecutive_in_ring_order_from_the_first() {
+        let (hub, mut consumers) = Hub::new(1, 16, 1000);
+        assert_eq!(hub.next_cursor(), 1000);
+        for i in 0..5 {
+            hub.publish(frames(i));
+        }
+        let got: Vec<(u64, u64)> = std::iter::from_fn(|| consumers[0].pop().ok())
+            .map(|f| (f.cursor, f.index))
+            .collect();
+        assert_eq!(got, [(1000, 0), (1001, 1), (1002, 2), (1003, 3), (1004, 4)]);
+        assert_eq!(hub.next_cursor(), 1005);
+        let f = &hub.latest()[4];
+        assert!(crate::frame::payload(&f.lite)
+            .starts_with(b"{\"message_type\":\"certificate_update\",\"cursor\":1004,\"data\":"));
+        // Cursor 0 means "never published": a hub starts at 1 at least.
+        assert_eq!(Hub::new(1, 1, 0).0.next_cursor(), 1);
     }
 }

@@ -78,9 +78,21 @@ pub async fn run(
         stats: stats.clone(),
         config: cfg.watcher.clone(),
     });
+    // Before anything is published, a cursor lease on disk: a crash at any point of this run
+    // then restarts past every cursor it gave (see `positions`).
+    {
+        let p = positions.clone();
+        let lease = p.cursor_lease(ctx.sink.next_cursor().unwrap_or(1));
+        let save = move || p.save_snapshot(&p.snapshot(), lease);
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(save).await {
+            stats.position_save_errors.fetch_add(1, Relaxed);
+            tracing::error!(error = %e, "saving the cursor lease failed");
+        }
+    }
     let saver = {
         let positions = positions.clone();
         let stats = stats.clone();
+        let sink = ctx.sink.clone();
         let mut stop = shutdown.clone();
         let half = (cfg.save_interval / 2).max(Duration::from_millis(1));
         tokio::spawn(async move {
@@ -91,8 +103,10 @@ pub async fn run(
                 let Some(snapshot) = pending.replace(positions.snapshot()) else {
                     continue;
                 };
+                // A lease ahead of every cursor given so far (see `positions`).
+                let lease = positions.cursor_lease(sink.next_cursor().unwrap_or(1));
                 let p = positions.clone();
-                let save = move || p.save_snapshot(&snapshot);
+                let save = move || p.save_snapshot(&snapshot, lease);
                 if let Ok(Err(e)) = tokio::task::spawn_blocking(save).await {
                     stats.position_save_errors.fetch_add(1, Relaxed);
                     tracing::error!(error = %e, "saving positions failed");
@@ -142,7 +156,8 @@ pub async fn run(
     }
     let _ = saver.await;
     let p = positions.clone();
-    tokio::task::spawn_blocking(move || p.save())
+    let next_cursor = ctx.sink.next_cursor().unwrap_or(1);
+    tokio::task::spawn_blocking(move || p.save(next_cursor))
         .await
         .map_err(|e| Error::Protocol(e.to_string()))??;
     tracing::info!("ingest stopped; positions saved");

@@ -1,5 +1,5 @@
 //! Decoded entries → the three certstream messages, each written once, straight into a
-//! websocket frame buffer ([`crate::frame::FrameBuf`]).
+//! websocket frame buffer ([`crate::frame::Draft`]; the hub stamps the cursor on publish).
 //!
 //! No `serde_json::Value` tree and no second serialization: the JSON text is appended by
 //! hand, in the field order of the original server. Chain certificates repeat in almost every
@@ -13,14 +13,14 @@ use std::sync::Arc;
 use base64::Engine as _;
 use bytes::Bytes;
 
-use crate::frame::{FrameBuf, Frames};
+use crate::frame::Draft;
 use crate::leaf::Entry;
 use crate::x509::{self, CertFields, Name, X509Error};
 
 /// Where a log's entries came from, as printed in `source` and `cert_link`.
 #[derive(Debug)]
 pub struct LogSource {
-    /// Index of the log in the engine's table (carried in [`Frames::log`]).
+    /// Index of the log in the engine's table (carried in [`crate::Frames::log`]).
     pub id: u32,
     /// The log URL as in the log list (`https://host/path/`), or a static-ct monitoring URL.
     pub url: String,
@@ -71,7 +71,8 @@ pub enum Link<'a> {
 /// What encoding one entry produced.
 #[derive(Debug)]
 pub struct Encoded {
-    pub frames: Frames,
+    /// The three messages, waiting for their cursor ([`Draft::stamp`] on publish).
+    pub draft: Draft,
     /// Set when the leaf could not be parsed: it was still delivered with what could be read
     /// (DER, fingerprints) and this says why the rest is missing.
     pub leaf_error: Option<X509Error>,
@@ -178,19 +179,27 @@ impl Encoder {
 
         let head: &[u8] = match entry.kind {
             crate::leaf::EntryKind::X509 => {
-                b"{\"message_type\":\"certificate_update\",\"data\":{\"update_type\":\"X509LogEntry\",\"leaf_cert\":"
+                b"\"data\":{\"update_type\":\"X509LogEntry\",\"leaf_cert\":"
             }
             crate::leaf::EntryKind::Precert => {
-                b"{\"message_type\":\"certificate_update\",\"data\":{\"update_type\":\"PrecertLogEntry\",\"leaf_cert\":"
+                b"\"data\":{\"update_type\":\"PrecertLogEntry\",\"leaf_cert\":"
             }
         };
         let chain_lite: usize = chain.iter().map(|c| c.lite.len() + 1).sum();
         let chain_full: usize = chain.iter().map(|c| c.full.len() + 1).sum();
         let common = head.len() + self.scratch.len() + domains_json.len() + tail.len() + 40;
 
-        let mut lite = FrameBuf::with_capacity(common + chain_lite);
-        let mut full = FrameBuf::with_capacity(common + chain_full + self.b64.len() + 12);
-        for (f, is_full) in [(&mut lite, false), (&mut full, true)] {
+        let mut draft = Draft::new(
+            log.id,
+            index,
+            [
+                common + chain_lite,
+                common + chain_full + self.b64.len() + 12,
+                domains_json.len() + 10,
+            ],
+        );
+        let [lite, full, domains] = draft.bodies();
+        for (f, is_full) in [(lite, false), (full, true)] {
             f.extend(head);
             f.extend(&self.scratch);
             if is_full {
@@ -210,19 +219,12 @@ impl Encoder {
             f.extend(b"],");
             f.extend(&tail);
         }
-        let mut domains = FrameBuf::with_capacity(domains_json.len() + 45);
-        domains.extend(b"{\"message_type\":\"dns_entries\",\"data\":");
+        domains.extend(b"\"data\":");
         domains.extend(&domains_json);
         domains.push(b'}');
 
         Encoded {
-            frames: Frames {
-                log: log.id,
-                index,
-                lite: lite.finish(),
-                full: full.finish(),
-                domains: domains.finish(),
-            },
+            draft,
             leaf_error,
             chain_errors,
         }

@@ -19,6 +19,15 @@
 //!   interval of their publication (one that falls further behind is losing frames by the
 //!   slow-client policy anyway). Writing the current positions instead would skip the frames
 //!   still in flight when the crash comes right after a save.
+//!
+//! # Cursors
+//! The file also holds `next_cursor`, the first cursor a new run may give a certificate
+//! ([`crate::hub`]). A clean shutdown writes the hub's next cursor itself, so the sequence
+//! continues with no gap and no repeat. While running, every save writes a **lease**: the
+//! next cursor plus [`CURSOR_LEASE`], renewed once half of it is used. After a crash the new
+//! run starts at the lease, ahead of every cursor the old run can have given (as long as a
+//! save succeeded within the last half lease: 524,288 certificates, minutes of the public
+//! stream's peak): cursors jump, never repeat.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -29,45 +38,73 @@ use serde::Deserialize;
 
 use crate::error::Error;
 
+/// How far ahead of the stream a running service's saved `next_cursor` is kept.
+pub const CURSOR_LEASE: u64 = 1 << 20;
+
 /// The positions of every log, shared by the watchers and the saver.
 #[derive(Debug, Default)]
 pub struct Positions {
     path: Option<PathBuf>,
     map: Mutex<BTreeMap<String, u64>>,
-    /// What the file holds (written or loaded), so that an unchanged snapshot is not
-    /// written again; its lock also keeps writes in order.
-    written: Mutex<BTreeMap<String, u64>>,
+    /// What the file holds (written or loaded): positions and `next_cursor`, so that an
+    /// unchanged snapshot is not written again; its lock also keeps writes in order.
+    written: Mutex<(BTreeMap<String, u64>, u64)>,
+    /// The file's `next_cursor` when loaded (1 without one).
+    first_cursor: u64,
 }
 
 #[derive(Deserialize)]
 struct File {
     logs: BTreeMap<String, u64>,
+    #[serde(default)]
+    next_cursor: Option<u64>,
 }
 
 impl Positions {
     /// Positions kept in memory only.
     pub fn in_memory() -> Self {
-        Positions::default()
+        Positions {
+            first_cursor: 1,
+            ..Positions::default()
+        }
     }
 
     /// Loads `path` if it exists (a missing file is an empty map; a corrupt one is an error,
     /// so a bad file never silently restarts every log from its head).
     pub fn load(path: impl Into<PathBuf>) -> Result<Self, Error> {
         let path = path.into();
-        let map = match std::fs::read(&path) {
+        let (map, cursor) = match std::fs::read(&path) {
             Ok(mut bytes) => {
                 let f: File = simd_json::serde::from_slice(&mut bytes)
                     .map_err(|e| Error::Json(format!("{}: {e}", path.display())))?;
-                f.logs
+                (f.logs, f.next_cursor)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (BTreeMap::new(), None),
             Err(e) => return Err(Error::io(&path, e)),
         };
+        let first_cursor = cursor.unwrap_or(1).max(1);
         Ok(Positions {
             path: Some(path),
-            written: Mutex::new(map.clone()),
+            written: Mutex::new((map.clone(), cursor.unwrap_or(0))),
             map: Mutex::new(map),
+            first_cursor,
         })
+    }
+
+    /// The first cursor this run may give: the saved `next_cursor` (1 without one).
+    pub fn first_cursor(&self) -> u64 {
+        self.first_cursor
+    }
+
+    /// The `next_cursor` to save while running, when the stream is at `next`: the lease
+    /// already written while less than half of it is used, a new one otherwise.
+    pub fn cursor_lease(&self, next: u64) -> u64 {
+        let written = self.written.lock().unwrap_or_else(|e| e.into_inner()).1;
+        if written >= next.saturating_add(CURSOR_LEASE / 2) {
+            written
+        } else {
+            next.saturating_add(CURSOR_LEASE)
+        }
     }
 
     /// The saved next index of a log.
@@ -92,22 +129,30 @@ impl Positions {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Writes the current positions (on shutdown, once nothing is published any more).
-    pub fn save(&self) -> Result<(), Error> {
-        self.save_snapshot(&self.snapshot())
+    /// Writes the current positions and `next_cursor` (on shutdown, once nothing is
+    /// published any more: `next_cursor` is then the hub's next cursor itself).
+    pub fn save(&self, next_cursor: u64) -> Result<(), Error> {
+        self.save_snapshot(&self.snapshot(), next_cursor)
     }
 
-    /// Writes an earlier [`Positions::snapshot`], unless the file already holds it.
-    pub fn save_snapshot(&self, snapshot: &BTreeMap<String, u64>) -> Result<(), Error> {
+    /// Writes an earlier [`Positions::snapshot`] and `next_cursor`, unless the file already
+    /// holds them.
+    pub fn save_snapshot(
+        &self,
+        snapshot: &BTreeMap<String, u64>,
+        next_cursor: u64,
+    ) -> Result<(), Error> {
         let Some(path) = &self.path else {
             return Ok(());
         };
         let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
-        if *written == *snapshot {
+        if written.0 == *snapshot && written.1 == next_cursor {
             return Ok(());
         }
-        let mut out = Vec::with_capacity(64 * snapshot.len() + 32);
-        out.extend_from_slice(b"{\"version\":1,\"logs\":{");
+        let mut out = Vec::with_capacity(64 * snapshot.len() + 64);
+        out.extend_from_slice(b"{\"version\":1,\"next_cursor\":");
+        out.extend_from_slice(itoa::Buffer::new().format(next_cursor).as_bytes());
+        out.extend_from_slice(b",\"logs\":{");
         for (i, (url, next)) in snapshot.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
@@ -119,7 +164,8 @@ impl Positions {
         }
         out.extend_from_slice(b"\n}}\n");
         write_atomic(path, &out)?;
-        written.clone_from(snapshot);
+        written.0.clone_from(snapshot);
+        written.1 = next_cursor;
         Ok(())
     }
 }
@@ -159,10 +205,12 @@ mod tests {
         assert_eq!(p.get("https://a/"), None);
         p.set("https://a/", 10);
         p.set("https://b/\"x", 7);
-        p.save().unwrap();
+        assert_eq!(p.first_cursor(), 1);
+        p.save(1234).unwrap();
         let q = Positions::load(&path).unwrap();
         assert_eq!(q.get("https://a/"), Some(10));
         assert_eq!(q.get("https://b/\"x"), Some(7));
+        assert_eq!(q.first_cursor(), 1234);
         assert!(!dir.path().join(".positions.json.tmp").exists());
     }
 
@@ -174,19 +222,39 @@ mod tests {
         p.set("a", 5);
         let old = p.snapshot();
         p.set("a", 9);
-        p.save_snapshot(&old).unwrap();
+        p.save_snapshot(&old, 7).unwrap();
         assert_eq!(Positions::load(&path).unwrap().get("a"), Some(5));
         // The same snapshot again: the file is not touched.
         std::fs::remove_file(&path).unwrap();
-        p.save_snapshot(&old).unwrap();
+        p.save_snapshot(&old, 7).unwrap();
         assert!(!path.exists());
-        p.save().unwrap();
+        // A new cursor alone is written.
+        p.save_snapshot(&old, 8).unwrap();
+        assert_eq!(Positions::load(&path).unwrap().first_cursor(), 8);
+        p.save(8).unwrap();
         assert_eq!(Positions::load(&path).unwrap().get("a"), Some(9));
         // Loading counts as written.
         let q = Positions::load(&path).unwrap();
         std::fs::remove_file(&path).unwrap();
-        q.save().unwrap();
+        q.save(8).unwrap();
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn the_cursor_lease_is_renewed_once_half_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("positions.json");
+        let p = Positions::load(&path).unwrap();
+        let lease = p.cursor_lease(100);
+        assert_eq!(lease, 100 + CURSOR_LEASE);
+        p.save_snapshot(&p.snapshot(), lease).unwrap();
+        assert_eq!(p.cursor_lease(100 + CURSOR_LEASE / 2), lease);
+        assert_eq!(
+            p.cursor_lease(101 + CURSOR_LEASE / 2),
+            101 + CURSOR_LEASE / 2 + CURSOR_LEASE
+        );
+        // A crash now: the next run starts past every cursor the lease covered.
+        assert_eq!(Positions::load(&path).unwrap().first_cursor(), lease);
     }
 
     #[test]

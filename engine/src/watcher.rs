@@ -23,22 +23,30 @@ use serde::Deserialize;
 use tokio::sync::watch;
 
 use crate::error::Error;
-use crate::frame::Frames;
+use crate::frame::{Draft, Frames};
 use crate::http::{HttpClient, Response};
 use crate::json::{Encoder, Link, LogSource};
 use crate::leaf;
 use crate::positions::Positions;
 use crate::stats::{LogStats, Stats};
 
-/// Where frames go. The server's hub implements it; tests collect.
+/// Where frames go. The server's hub implements it (and stamps each certificate's cursor);
+/// tests collect.
 pub trait Sink: Send + Sync + 'static {
-    /// Hands one certificate's frames on. Must not block.
-    fn publish(&self, frames: Frames);
+    /// Hands one certificate's messages on. Must not block.
+    fn publish(&self, draft: Draft);
+
+    /// The cursor the next certificate will get, for sinks that number the stream (saved
+    /// with the positions so that a restart never reuses one).
+    fn next_cursor(&self) -> Option<u64> {
+        None
+    }
 }
 
+/// A closure sink gets the frames without a cursor, as `decode` prints them.
 impl<F: Fn(Frames) + Send + Sync + 'static> Sink for F {
-    fn publish(&self, frames: Frames) {
-        self(frames)
+    fn publish(&self, draft: Draft) {
+        self(draft.unstamped())
     }
 }
 
@@ -522,7 +530,7 @@ pub(crate) fn publish_entry(
             .chain_parse_errors
             .fetch_add(u64::from(enc.chain_errors), Relaxed);
     }
-    ctx.sink.publish(enc.frames);
+    ctx.sink.publish(enc.draft);
     ctx.stats.entries.fetch_add(1, Relaxed);
     log.stats.entries.fetch_add(1, Relaxed);
 }

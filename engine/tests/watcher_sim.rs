@@ -380,7 +380,7 @@ async fn resuming_waits_for_clients_to_reconnect() {
         if resume {
             let p = Positions::load(&path).unwrap();
             p.set(&sim.log_url(0), 50);
-            p.save().unwrap();
+            p.save(1).unwrap();
         }
         let t0 = std::time::Instant::now();
         let run = start_ingest(cfg, Arc::new(Positions::load(&path).unwrap()));

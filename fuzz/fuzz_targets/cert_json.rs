@@ -58,7 +58,7 @@ fuzz_target!(|data: &[u8]| {
         })
     });
     assert_eq!(encoded.leaf_error.is_none(), err.is_none());
-    let f = &encoded.frames;
+    let f = &encoded.draft.stamp(u64::MAX);
     let mut messages = Vec::with_capacity(3);
     for (name, bytes) in [
         ("lite", &f.lite),
@@ -73,4 +73,7 @@ fuzz_target!(|data: &[u8]| {
     let full_leaf = &messages[1]["data"]["leaf_cert"];
     assert_eq!(full_leaf, &v);
     assert_eq!(messages[2]["data"], v["all_domains"]);
+    for m in &messages {
+        assert_eq!(m["cursor"], u64::MAX);
+    }
 });

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use certstream_server::conn::{self, Conn, ReadEnd};
 use certstream_server::http::StreamKind;
+use certstream_server::stream_log::Resume;
 use libfuzzer_sys::fuzz_target;
 
 /// The server's default `max_client_frame`.
@@ -25,7 +26,11 @@ fuzz_target!(|data: &[u8]| {
         StreamKind::Lite,
         "127.0.0.1:9".parse().unwrap(),
         -1,
-        64,
+        Resume {
+            seq: 0,
+            min_cursor: 0,
+            gap: None,
+        },
     ));
     let end = RT.with(|rt| {
         rt.block_on(conn::reader(

@@ -12,8 +12,8 @@ use certstream_engine::sim::{self, Faults, LogConfig, SimConfig, Source};
 use certstream_engine::watcher::{StartAt, WatcherConfig};
 use clap::{Args, Parser, Subcommand};
 
-use crate::core::{CoreConfig, Driver};
 use crate::service::{self, Config};
+use crate::shared::{CoreConfig, Driver};
 use crate::tools::{self, DecodeOptions, Stream};
 
 #[derive(Debug, Parser)]
@@ -128,11 +128,16 @@ pub struct RunArgs {
     /// io driver of the serving cores.
     #[arg(long, value_enum, default_value = "auto")]
     pub driver: Driver,
-    /// Frames each client may have queued before the oldest are dropped (about 2 s of the
-    /// public logs' peak rate; 32 KiB of queue per client when full).
-    #[arg(long, default_value_t = 1024)]
-    pub client_queue: usize,
-    /// Seconds a client may keep dropping frames before it is closed with 1008.
+    /// MiB of recent certificates each serving core keeps for its clients (all three
+    /// streams; the frames are shared by the cores, so this is the memory of the stream
+    /// kept: about a minute of the public logs at their peak). A client that falls further
+    /// behind skips to the oldest kept; `?since=` resumes from what is kept.
+    #[arg(long, env = "CERTSTREAM_STREAM_LOG_MIB", default_value_t = 256)]
+    pub stream_log_mib: usize,
+    /// Most certificates each serving core keeps.
+    #[arg(long, default_value_t = 1 << 18)]
+    pub stream_log_frames: usize,
+    /// Seconds a client may keep skipping frames before it is closed with 1008.
     #[arg(long, default_value_t = 30.0)]
     pub slow_client_timeout: f64,
     /// Milliseconds between hand-offs of new frames to clients (write coalescing window).
@@ -203,7 +208,8 @@ impl RunArgs {
             serve: CoreConfig {
                 cores: self.cores.unwrap_or(defaults.cores).max(1),
                 driver: self.driver,
-                client_queue: self.client_queue.max(1),
+                stream_log_bytes: self.stream_log_mib.max(1) << 20,
+                stream_log_frames: self.stream_log_frames.max(1),
                 slow_client_timeout: secs(self.slow_client_timeout),
                 coalesce: secs(self.coalesce_ms / 1000.0),
                 max_connections: self.max_connections,

@@ -1,19 +1,22 @@
-//! One websocket client: its bounded queue, its writer (ours: vectored writes of the shared
-//! frames) and its reader (fastwebsockets: pings, closes, masking and size limits).
+//! One websocket client: its position in the core's stream log and its partial-write state,
+//! its writer (ours: vectored writes of the shared frames) and its reader (fastwebsockets:
+//! pings, closes, masking and size limits).
 //!
 //! # Slow clients
-//! Each connection queues at most `client_queue` frames. When a frame arrives and the queue
-//! is full, the **oldest** queued frame is dropped and counted (per connection and in
-//! `/metrics`): a client that cannot keep up loses old messages, never new ones, and never
-//! slows anyone else down, since the core only appends to queues and never waits for a
-//! socket. A client that has been dropping frames without once catching up (emptying its
-//! queue) for `slow_client_timeout` is closed with 1008 and a reason; if even the close frame
-//! cannot be written within a grace period, the socket is shut down.
+//! A connection holds no queue of frames: only its position in the core's
+//! [`StreamLog`], which the core appends to and never waits on. A client that cannot keep up
+//! falls behind in the log; once the log has evicted its position, it skips to the oldest
+//! certificate still held, and the frames it skipped are counted (per connection and in
+//! `/metrics`): it loses old messages, never new ones, and never slows anyone else down. A
+//! client that has been skipping frames without once catching up with the head for
+//! `slow_client_timeout` is closed with 1008 and a reason; if even the close frame cannot be
+//! written within a grace period, the socket is shut down.
 //!
 //! # Writes
-//! The writer takes everything queued at once (control frames first) and hands the kernel
-//! one `writev` per wake-up whose iovecs point straight into the shared `Bytes`: no copy and
-//! no per-client encoding. The core wakes writers once per coalescing tick, so a busy client
+//! The writer takes its control frames (pongs, heartbeats, a gap notice, a close) and then
+//! the log's frames from its position towards the head, up to [`MAX_BATCH`], and hands the
+//! kernel one `writev` whose iovecs point straight into the shared `Bytes`: no copy and no
+//! per-client encoding. The core wakes writers once per coalescing tick, so a busy client
 //! gets several frames per system call.
 
 use std::cell::{Cell, RefCell};
@@ -32,13 +35,14 @@ use fastwebsockets::{OpCode, Role, WebSocketError};
 use monoio::buf::IoVecBuf;
 use monoio::io::AsyncWriteRent;
 
-use crate::core::CoreCounters;
 use crate::http::StreamKind;
+use crate::shared::CoreCounters;
+use crate::stream_log::{Resume, StreamLog};
 
 /// Most frames one `writev` carries (Linux allows 1,024 iovecs). 64 lite frames are ~180 KB,
 /// more than a socket buffer takes at once, and a stalled client's pending batch stays small
-/// (it is held until the kernel takes it, on top of the client's queue).
-const MAX_BATCH: usize = 64;
+/// (it is held until the kernel takes it, beside the core's log).
+pub const MAX_BATCH: usize = 64;
 
 /// A single-task wake-up flag (everything on a core is single-threaded).
 #[derive(Debug, Default)]
@@ -153,15 +157,19 @@ pub struct Conn {
     pub kind: StreamKind,
     pub peer: SocketAddr,
     fd: RawFd,
-    queue: RefCell<VecDeque<Bytes>>,
+    /// The position of the next certificate to send, in the core's stream log.
+    next_seq: Cell<u64>,
+    /// Certificates with a smaller cursor are not sent (a resumed client has them).
+    min_cursor: Cell<u64>,
     control: RefCell<VecDeque<Bytes>>,
-    cap: usize,
-    /// Frames dropped from this client's queue.
+    /// Frames this client skipped because its position fell off the log's tail.
     pub dropped: Cell<u64>,
     behind_since: Cell<Option<Instant>>,
     closing: Cell<Option<Instant>>,
     /// The code of the close frame queued, once one is.
     close_code: Cell<Option<u16>>,
+    /// A close frame to send once the client has everything up to the head (shutdown).
+    close_at_head: RefCell<Option<Bytes>>,
     dead: Cell<bool>,
     reader_done: Cell<bool>,
     wake: Notify,
@@ -169,18 +177,25 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(kind: StreamKind, peer: SocketAddr, fd: RawFd, cap: usize) -> Self {
+    /// A client of stream `kind` that starts at `start` in its core's log; a gap in the
+    /// start is announced first, with a `gap` message.
+    pub fn new(kind: StreamKind, peer: SocketAddr, fd: RawFd, start: Resume) -> Self {
+        let control = match start.gap {
+            Some((from, to)) => VecDeque::from([gap_message(from, to)]),
+            None => VecDeque::new(),
+        };
         Conn {
             kind,
             peer,
             fd,
-            queue: RefCell::new(VecDeque::with_capacity(cap.min(64))),
-            control: RefCell::new(VecDeque::new()),
-            cap: cap.max(1),
+            next_seq: Cell::new(start.seq),
+            min_cursor: Cell::new(start.min_cursor),
+            control: RefCell::new(control),
             dropped: Cell::new(0),
             behind_since: Cell::new(None),
             closing: Cell::new(None),
             close_code: Cell::new(None),
+            close_at_head: RefCell::new(None),
             dead: Cell::new(false),
             reader_done: Cell::new(false),
             wake: Notify::default(),
@@ -193,31 +208,12 @@ impl Conn {
         self.dead.get()
     }
 
-    /// Queues a data frame, dropping the oldest when full. Returns whether one was dropped.
-    #[inline]
-    pub fn push(&self, frame: Bytes) -> bool {
-        if self.closing.get().is_some() {
-            return false;
-        }
-        let mut q = self.queue.borrow_mut();
-        let dropped = q.len() >= self.cap;
-        if dropped {
-            q.pop_front();
-            self.dropped.set(self.dropped.get() + 1);
-            if self.behind_since.get().is_none() {
-                self.behind_since.set(Some(Instant::now()));
-            }
-        }
-        q.push_back(frame);
-        dropped
-    }
-
-    /// Wakes the writer (after a batch of pushes).
+    /// Wakes the writer (after the log grew, or a control frame was queued).
     pub fn wake(&self) {
         self.wake.notify();
     }
 
-    /// Queues a control frame, written before any queued data frame.
+    /// Queues a control frame (or a heartbeat message), written before the log's frames.
     pub fn push_control(&self, frame: Bytes) {
         if self.close_code.get().is_some() {
             return;
@@ -247,31 +243,26 @@ impl Conn {
         self.wake.notify();
     }
 
-    /// Starts closing: drops queued data, queues a close frame, wakes the writer.
+    /// Starts closing: nothing more from the log, a close frame queued, the writer woken.
     pub fn close(&self, code: u16, reason: &str) {
-        self.start_close(code, reason, false);
-    }
-
-    /// Closes after the frames already queued have been written (graceful shutdown).
-    pub fn close_after_queue(&self, code: u16, reason: &str) {
-        self.start_close(code, reason, true);
-    }
-
-    fn start_close(&self, code: u16, reason: &str, after_queue: bool) {
         if self.closing.get().is_some() {
             return;
         }
         self.closing.set(Some(Instant::now()));
-        let mut payload = code.to_be_bytes().to_vec();
-        payload.extend_from_slice(&reason.as_bytes()[..reason.len().min(120)]);
-        let close = frame::frame(OP_CLOSE, &payload);
-        if after_queue {
-            self.queue.borrow_mut().push_back(close);
-        } else {
-            self.queue.borrow_mut().clear();
-            self.control.borrow_mut().push_back(close);
-        }
+        self.control
+            .borrow_mut()
+            .push_back(close_frame(code, reason));
         self.close_code.set(Some(code));
+        self.wake.notify();
+    }
+
+    /// Closes once the client has been sent everything the log holds (graceful shutdown).
+    pub fn close_at_head(&self, code: u16, reason: &str) {
+        if self.closing.get().is_some() {
+            return;
+        }
+        self.closing.set(Some(Instant::now()));
+        *self.close_at_head.borrow_mut() = Some(close_frame(code, reason));
         self.wake.notify();
     }
 
@@ -280,7 +271,7 @@ impl Conn {
         self.close_code.get()
     }
 
-    /// How long this client has been dropping frames without catching up.
+    /// How long this client has been skipping frames without catching up.
     pub fn behind_for(&self, now: Instant) -> Option<Duration> {
         self.behind_since.get().map(|t| now.duration_since(t))
     }
@@ -302,33 +293,97 @@ impl Conn {
             libc::shutdown(self.fd, libc::SHUT_RDWR);
         }
     }
-}
 
-/// Writes queued frames until the connection ends; then marks it dead. `stream` is the
-/// socket's write side (the whole socket, or its write half while the reader holds the other).
-pub async fn writer<W: AsyncWriteRent>(conn: Rc<Conn>, mut stream: W, counters: &CoreCounters) {
-    let mut batch = FrameBatch::new();
-    'outer: loop {
-        if conn.control.borrow().is_empty() && conn.queue.borrow().is_empty() {
-            if conn.reader_done.get() && conn.closing.get().is_none() {
-                break; // the client went away
-            }
-            conn.wake.notified().await;
-            continue;
-        }
+    /// Fills `batch` with the control frames and then the log's frames from this client's
+    /// position on (at most [`MAX_BATCH`]), advancing the position. Returns the frames
+    /// skipped because the position had fallen off the log's tail.
+    fn gather(&self, log: &StreamLog, batch: &mut FrameBatch) -> u64 {
         {
-            let mut control = conn.control.borrow_mut();
-            let mut queue = conn.queue.borrow_mut();
+            let mut control = self.control.borrow_mut();
             while batch.len() < MAX_BATCH {
-                match control.pop_front().or_else(|| queue.pop_front()) {
+                match control.pop_front() {
                     Some(f) => batch.push(f),
                     None => break,
                 }
             }
         }
-        let with_close = conn.close_code.get().is_some()
-            && conn.control.borrow().is_empty()
-            && conn.queue.borrow().is_empty();
+        if self.close_code.get().is_some() {
+            return 0;
+        }
+        let mut seq = self.next_seq.get();
+        let skipped = log.tail_seq().saturating_sub(seq);
+        if skipped > 0 {
+            seq = log.tail_seq();
+            self.dropped.set(self.dropped.get() + skipped);
+            if self.behind_since.get().is_none() {
+                self.behind_since.set(Some(Instant::now()));
+            }
+        }
+        let (min, kind) = (self.min_cursor.get(), self.kind.index());
+        while batch.len() < MAX_BATCH {
+            let Some(f) = log.get(seq) else { break };
+            seq += 1;
+            if f.cursor >= min {
+                batch.push(f.variant(kind).clone());
+            }
+        }
+        self.next_seq.set(seq);
+        if seq == log.head_seq() {
+            self.behind_since.set(None);
+            if batch.len() < MAX_BATCH {
+                if let Some(close) = self.close_at_head.borrow_mut().take() {
+                    let code = u16::from_be_bytes([close[2], close[3]]);
+                    batch.push(close);
+                    self.close_code.set(Some(code));
+                }
+            }
+        }
+        skipped
+    }
+}
+
+/// A close frame with `code` and (at most 120 bytes of) `reason`.
+fn close_frame(code: u16, reason: &str) -> Bytes {
+    let mut payload = code.to_be_bytes().to_vec();
+    let mut end = reason.len().min(120);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    payload.extend_from_slice(&reason.as_bytes()[..end]);
+    frame::frame(OP_CLOSE, &payload)
+}
+
+/// `{"message_type":"gap","from":F,"to":T}`: what a resuming client can no longer get.
+pub fn gap_message(from: u64, to: u64) -> Bytes {
+    let msg = format!("{{\"message_type\":\"gap\",\"from\":{from},\"to\":{to}}}");
+    frame::frame(frame::OP_TEXT, msg.as_bytes())
+}
+
+/// Writes this client's frames from the core's `log` until the connection ends; then marks
+/// it dead. `stream` is the socket's write side (the whole socket, or its write half while
+/// the reader holds the other).
+pub async fn writer<W: AsyncWriteRent>(
+    conn: Rc<Conn>,
+    mut stream: W,
+    log: &RefCell<StreamLog>,
+    counters: &CoreCounters,
+) {
+    let mut batch = FrameBatch::new();
+    'outer: loop {
+        let skipped = conn.gather(&log.borrow(), &mut batch);
+        if skipped > 0 {
+            counters.client_drops.fetch_add(skipped, Relaxed);
+        }
+        if batch.len() == 0 {
+            if conn.close_code.get().is_some()
+                || (conn.reader_done.get() && conn.closing.get().is_none())
+            {
+                break; // closed (the close frame went out) or the client went away
+            }
+            conn.wake.notified().await;
+            continue;
+        }
+        let with_close = conn.close_code.get().is_some() && conn.control.borrow().is_empty();
         let frames = batch.len() as u64;
         let total = batch.remaining();
         while batch.remaining() > 0 {
@@ -347,9 +402,6 @@ pub async fn writer<W: AsyncWriteRent>(conn: Rc<Conn>, mut stream: W, counters: 
         batch.clear();
         counters.messages_sent.fetch_add(frames, Relaxed);
         counters.bytes_sent.fetch_add(total as u64, Relaxed);
-        if conn.queue.borrow().is_empty() {
-            conn.behind_since.set(None);
-        }
         if with_close {
             // Give the client a moment to answer the close, then end.
             let _ = monoio::time::timeout(Duration::from_secs(1), async {
@@ -468,8 +520,37 @@ pub fn sendable_close_code(code: u16) -> bool {
 mod tests {
     use super::*;
 
-    fn conn(cap: usize) -> Conn {
-        Conn::new(StreamKind::Lite, "127.0.0.1:1".parse().unwrap(), -1, cap)
+    fn conn(_cap: usize) -> Conn {
+        Conn::new(StreamKind::Lite, "127.0.0.1:1".parse().unwrap(), -1, live())
+    }
+
+    fn live() -> Resume {
+        Resume {
+            seq: 0,
+            min_cursor: 0,
+            gap: None,
+        }
+    }
+
+    fn log_of(cursors: std::ops::RangeInclusive<u64>, max_frames: usize) -> StreamLog {
+        let mut log = StreamLog::new(usize::MAX, max_frames, *cursors.start());
+        for c in cursors {
+            log.push(certstream_engine::Frames {
+                cursor: c,
+                log: 0,
+                index: c,
+                lite: Bytes::from(format!("lite{c}")),
+                full: Bytes::from(format!("full{c}")),
+                domains: Bytes::from(format!("domains{c}")),
+            });
+        }
+        log
+    }
+
+    fn gathered(c: &Conn, log: &StreamLog) -> (Vec<Bytes>, u64) {
+        let mut b = FrameBatch::new();
+        let skipped = c.gather(log, &mut b);
+        (b.frames.clone(), skipped)
     }
 
     /// A masked client frame with a payload of at most 125 bytes.
@@ -490,15 +571,100 @@ mod tests {
     }
 
     #[test]
-    fn a_full_queue_drops_the_oldest_and_marks_the_client_behind() {
-        let c = conn(3);
-        for i in 0..5u8 {
-            c.push(Bytes::from(vec![i]));
-        }
-        let q: Vec<u8> = c.queue.borrow().iter().map(|b| b[0]).collect();
-        assert_eq!(q, [2, 3, 4]);
-        assert_eq!(c.dropped.get(), 2);
+    fn a_position_off_the_tail_skips_to_it_and_marks_the_client_behind() {
+        let c = conn(0);
+        let log = log_of(1..=200, 100); // holds 101..=200
+        let (got, skipped) = gathered(&c, &log);
+        assert_eq!(skipped, 100);
+        assert_eq!(c.dropped.get(), 100);
+        assert_eq!(got.len(), MAX_BATCH);
+        assert_eq!(&got[0][..], b"lite101");
         assert!(c.behind_for(Instant::now()).is_some());
+        // The rest, then caught up: no longer behind.
+        let (got, skipped) = gathered(&c, &log);
+        assert_eq!((got.len(), skipped), (100 - MAX_BATCH, 0));
+        assert_eq!(&got.last().unwrap()[..], b"lite200");
+        assert!(c.behind_for(Instant::now()).is_none());
+        assert!(gathered(&c, &log).0.is_empty());
+    }
+
+    #[test]
+    fn each_client_gets_its_own_stream_from_the_shared_frames() {
+        let log = log_of(1..=3, 10);
+        for (kind, want) in [
+            (StreamKind::Lite, "lite"),
+            (StreamKind::Full, "full"),
+            (StreamKind::Domains, "domains"),
+        ] {
+            let c = Conn::new(kind, "127.0.0.1:1".parse().unwrap(), -1, log.resume(1));
+            let (got, _) = gathered(&c, &log);
+            let texts: Vec<_> = got.iter().map(|b| String::from_utf8_lossy(b)).collect();
+            assert_eq!(texts, [format!("{want}2"), format!("{want}3")]);
+            assert_eq!(
+                got[0].as_ptr(),
+                log.get(1).unwrap().variant(kind.index()).as_ptr()
+            );
+        }
+    }
+
+    #[test]
+    fn a_resume_with_a_gap_sends_the_gap_message_first() {
+        let log = log_of(50..=52, 10);
+        let c = Conn::new(
+            StreamKind::Lite,
+            "127.0.0.1:1".parse().unwrap(),
+            -1,
+            log.resume(7),
+        );
+        let (got, _) = gathered(&c, &log);
+        assert_eq!(got.len(), 4);
+        let (op, p) = frame::parse(&got[0]).unwrap();
+        assert_eq!(op, frame::OP_TEXT);
+        assert_eq!(p, br#"{"message_type":"gap","from":8,"to":49}"#);
+        assert_eq!(&got[1][..], b"lite50");
+    }
+
+    #[test]
+    fn a_client_ahead_of_the_log_skips_what_it_has_seen() {
+        let mut log = log_of(1..=3, 10);
+        // Cursor 5 was published but has not reached this core yet.
+        let c = Conn::new(
+            StreamKind::Lite,
+            "127.0.0.1:1".parse().unwrap(),
+            -1,
+            log.resume(5),
+        );
+        for n in 4..=7 {
+            log.push(certstream_engine::Frames {
+                cursor: n,
+                log: 0,
+                index: n,
+                lite: Bytes::from(format!("lite{n}")),
+                full: Bytes::new(),
+                domains: Bytes::new(),
+            });
+        }
+        let (got, _) = gathered(&c, &log);
+        assert_eq!(got, [Bytes::from("lite6"), Bytes::from("lite7")]);
+    }
+
+    #[test]
+    fn close_at_head_goes_out_after_everything_held() {
+        let log = log_of(1..=3, 10);
+        let c = Conn::new(
+            StreamKind::Lite,
+            "127.0.0.1:1".parse().unwrap(),
+            -1,
+            log.resume(0),
+        );
+        c.close_at_head(1001, "server shutting down");
+        let (got, _) = gathered(&c, &log);
+        assert_eq!(got.len(), 4);
+        let (op, p) = frame::parse(&got[3]).unwrap();
+        assert_eq!(op, OP_CLOSE);
+        assert_eq!(&p[..2], &1001u16.to_be_bytes());
+        assert_eq!(c.close_code(), Some(1001));
+        assert!(gathered(&c, &log).0.is_empty());
     }
 
     #[test]
@@ -582,18 +748,17 @@ mod tests {
     }
 
     #[test]
-    fn close_discards_data_and_queues_one_close_frame() {
+    fn close_sends_no_more_data_and_queues_one_close_frame() {
+        let log = log_of(1..=3, 10);
         let c = conn(8);
-        c.push(Bytes::from_static(b"x"));
         c.close(1008, "too slow");
         c.close(1000, "again");
-        assert!(c.queue.borrow().is_empty());
-        assert!(!c.push(Bytes::from_static(b"y")));
-        let control = c.control.borrow();
-        assert_eq!(control.len(), 1);
-        let (op, payload) = frame::parse(&control[0]).unwrap();
+        let (got, _) = gathered(&c, &log);
+        assert_eq!(got.len(), 1);
+        let (op, payload) = frame::parse(&got[0]).unwrap();
         assert_eq!(op, OP_CLOSE);
         assert_eq!(&payload[..2], &1008u16.to_be_bytes());
         assert_eq!(&payload[2..], b"too slow");
+        assert!(gathered(&c, &log).0.is_empty());
     }
 }

@@ -88,13 +88,59 @@ impl Request {
     }
 }
 
-/// Why a request head is refused.
+/// Why a request is refused (each answered with a status and this one line).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum HttpError {
     #[error("malformed HTTP request")]
     Malformed,
     #[error("request head too large")]
     TooLarge,
+    #[error("since must be a cursor: a non-negative integer")]
+    BadSince,
+    #[error("since given more than once")]
+    RepeatedSince,
+    #[error("since={since} is ahead of the stream: the last cursor is {last}")]
+    SinceAhead { since: u64, last: u64 },
+}
+
+impl HttpError {
+    /// The status line this error is answered with.
+    pub fn status(self) -> &'static str {
+        match self {
+            HttpError::TooLarge => "431 Request Header Fields Too Large",
+            _ => "400 Bad Request",
+        }
+    }
+}
+
+/// What a stream request's query asks for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamQuery {
+    /// Resume after this cursor (`?since=N`).
+    pub since: Option<u64>,
+}
+
+/// Parses a stream request's query string. Other parameters are left alone (the original
+/// server ignores queries, and so do its clients' URLs).
+pub fn stream_query(path: &str) -> Result<StreamQuery, HttpError> {
+    let mut q = StreamQuery::default();
+    let Some((_, query)) = path.split_once('?') else {
+        return Ok(q);
+    };
+    let query = query.split('#').next().unwrap_or("");
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if k == "since" {
+            if q.since.is_some() {
+                return Err(HttpError::RepeatedSince);
+            }
+            if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(HttpError::BadSince);
+            }
+            q.since = Some(v.parse().map_err(|_| HttpError::BadSince)?);
+        }
+    }
+    Ok(q)
 }
 
 /// Most headers a request may carry.
@@ -167,6 +213,36 @@ mod tests {
         assert_eq!(route("/metrics"), Route::Metrics);
         assert_eq!(route("/nope"), Route::NotFound);
         assert_eq!(route("/full-stream//"), Route::NotFound);
+    }
+
+    #[test]
+    fn stream_queries() {
+        assert_eq!(stream_query("/"), Ok(StreamQuery::default()));
+        assert_eq!(stream_query("/?since=42").unwrap().since, Some(42));
+        assert_eq!(
+            stream_query("/full-stream?x=1&since=0#frag").unwrap().since,
+            Some(0)
+        );
+        assert_eq!(stream_query("/?other=1").unwrap().since, None);
+        for bad in [
+            "/?since=",
+            "/?since",
+            "/?since=-1",
+            "/?since=1e3",
+            "/?since=%31",
+            "/?since=18446744073709551616",
+            "/?since= 1",
+        ] {
+            assert_eq!(stream_query(bad), Err(HttpError::BadSince), "{bad}");
+        }
+        assert_eq!(
+            stream_query("/?since=1&since=2"),
+            Err(HttpError::RepeatedSince)
+        );
+        assert_eq!(
+            HttpError::SinceAhead { since: 9, last: 4 }.to_string(),
+            "since=9 is ahead of the stream: the last cursor is 4"
+        );
     }
 
     #[test]

@@ -3,10 +3,14 @@
 //! # Layout
 //! In the order a connection meets them:
 //! - [`listen`]: one `SO_REUSEPORT` listener per core.
-//! - [`http`]: request heads (`httparse`), routes, responses.
+//! - [`core`]: a serving core: monoio runtime, accept loop, the coalescing tick.
+//! - [`router`]: one accepted connection: request head, route, response or upgrade.
+//! - [`http`]: request heads (`httparse`), routes, `since`, responses.
 //! - [`handshake`]: the websocket upgrade.
-//! - [`conn`]: one client: bounded queue, vectored writer, fastwebsockets reader.
-//! - [`core`]: a serving core: monoio runtime, ring drain, heartbeats, slow clients.
+//! - [`fanout`]: a core's stream log and clients: ring drain, heartbeats, slow clients.
+//! - [`stream_log`]: the recent stream, once per core, in cursor order; resume by cursor.
+//! - [`conn`]: one client: a position in the log, vectored writer, fastwebsockets reader.
+//! - [`shared`]: settings, per-core counters and connection limits every core shares.
 //! - [`report`]: `/latest.json`, `/example.json`, `/stats`, `/metrics`; [`page`]: the index.
 //! - [`service`]: ingest thread + cores; `start`/`run` (tests start it on `127.0.0.1:0`).
 //! - [`cli`]: options and subcommands; [`tools`]: `decode` and `cert`.
@@ -14,12 +18,16 @@
 pub mod cli;
 pub mod conn;
 pub mod core;
+pub mod fanout;
 pub mod handshake;
 pub mod http;
 pub mod listen;
 pub mod page;
 pub mod report;
+pub mod router;
 pub mod service;
+pub mod shared;
+pub mod stream_log;
 pub mod tools;
 
 pub use service::{run, start, Config, Server};

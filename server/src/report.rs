@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use certstream_engine::frame;
 use certstream_engine::json::write_str;
 
-use crate::core::Shared;
 use crate::http::StreamKind;
+use crate::shared::Shared;
 
 /// `{"messages":[...]}`: the most recent lite messages, newest last.
 pub fn latest(shared: &Shared) -> Vec<u8> {
@@ -40,7 +40,7 @@ pub fn stats(shared: &Shared) -> Vec<u8> {
     let mut out = String::with_capacity(4096);
     let _ = write!(
         out,
-        "{{\"processed_certificates\":{},\"uptime_seconds\":{},\"clients\":{{\"lite\":{},\"full\":{},\"domains\":{},\"total\":{}}},\"messages_sent\":{},\"bytes_sent\":{},\"dropped\":{{\"core_rings\":{},\"client_queues\":{}}},\"slow_clients_closed\":{},\"cores\":[",
+        "{{\"processed_certificates\":{},\"uptime_seconds\":{},\"clients\":{{\"lite\":{},\"full\":{},\"domains\":{},\"total\":{}}},\"messages_sent\":{},\"bytes_sent\":{},\"cursor\":{{\"first\":{},\"next\":{}}},\"resumed\":{},\"resume_gaps\":{},\"dropped\":{{\"core_rings\":{},\"client_lag\":{}}},\"slow_clients_closed\":{},\"cores\":[",
         shared.hub.published.load(Relaxed),
         shared.started.elapsed().as_secs(),
         clients[0],
@@ -49,6 +49,10 @@ pub fn stats(shared: &Shared) -> Vec<u8> {
         clients.iter().sum::<u64>(),
         shared.sum(|c| &c.messages_sent),
         shared.sum(|c| &c.bytes_sent),
+        shared.hub.first_cursor,
+        shared.hub.next_cursor(),
+        shared.sum(|c| &c.resumed),
+        shared.sum(|c| &c.resume_gaps),
         shared.hub.rings.iter().map(|r| r.dropped.load(Relaxed)).sum::<u64>(),
         shared.sum(|c| &c.client_drops),
         shared.sum(|c| &c.slow_closed),
@@ -59,7 +63,7 @@ pub fn stats(shared: &Shared) -> Vec<u8> {
         }
         let _ = write!(
             out,
-            "{{\"core\":{i},\"driver\":\"{}\",\"clients\":{},\"ring_dropped\":{}}}",
+            "{{\"core\":{i},\"driver\":\"{}\",\"clients\":{},\"ring_dropped\":{},\"stream_log\":{{\"certificates\":{},\"bytes\":{},\"tail_cursor\":{},\"next_cursor\":{},\"evicted\":{}}}}}",
             if c.io_uring.load(Relaxed) == 1 {
                 "io_uring"
             } else {
@@ -67,6 +71,11 @@ pub fn stats(shared: &Shared) -> Vec<u8> {
             },
             c.clients.iter().map(|v| v.load(Relaxed)).sum::<u64>(),
             shared.hub.rings[i].dropped.load(Relaxed),
+            c.log_frames.load(Relaxed),
+            c.log_bytes.load(Relaxed),
+            c.log_tail_cursor.load(Relaxed),
+            c.log_next_cursor.load(Relaxed),
+            c.log_evicted.load(Relaxed),
         );
     }
     out.push_str("],\"ingest\":{");
@@ -169,8 +178,58 @@ pub fn metrics(shared: &Shared) -> String {
     metric(
         "client_dropped_total",
         "counter",
-        "Frames dropped from full client queues (oldest first).",
+        "Frames clients skipped because their cursor fell off their core's stream log (oldest first).",
         &[(String::new(), shared.sum(|c| &c.client_drops))],
+    );
+    metric(
+        "cursor_next",
+        "gauge",
+        "The cursor the next certificate gets.",
+        &[(String::new(), shared.hub.next_cursor())],
+    );
+    let per_core = |f: &dyn Fn(&crate::shared::CoreCounters) -> u64| {
+        shared
+            .cores
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (format!("core=\"{i}\""), f(c)))
+            .collect::<Vec<_>>()
+    };
+    metric(
+        "stream_log_certificates",
+        "gauge",
+        "Certificates each core's stream log holds.",
+        &per_core(&|c| c.log_frames.load(Relaxed)),
+    );
+    metric(
+        "stream_log_bytes",
+        "gauge",
+        "Bytes of frames each core's stream log holds (shared between cores).",
+        &per_core(&|c| c.log_bytes.load(Relaxed)),
+    );
+    metric(
+        "stream_log_tail_cursor",
+        "gauge",
+        "The oldest cursor each core's stream log holds (the oldest a client can resume after).",
+        &per_core(&|c| c.log_tail_cursor.load(Relaxed)),
+    );
+    metric(
+        "stream_log_evicted_total",
+        "counter",
+        "Certificates evicted from each core's stream log by its budget.",
+        &per_core(&|c| c.log_evicted.load(Relaxed)),
+    );
+    metric(
+        "resumed_total",
+        "counter",
+        "Connections that asked to resume with since.",
+        &[(String::new(), shared.sum(|c| &c.resumed))],
+    );
+    metric(
+        "resume_gaps_total",
+        "counter",
+        "Resumed connections told of a gap (since older than the stream log).",
+        &[(String::new(), shared.sum(|c| &c.resume_gaps))],
     );
     metric(
         "slow_clients_closed_total",

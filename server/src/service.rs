@@ -16,8 +16,9 @@ use certstream_engine::stats::Stats;
 use certstream_engine::watcher::Sink;
 use tokio::sync::watch;
 
-use crate::core::{self, CoreConfig, Shared};
+use crate::core;
 use crate::listen;
+use crate::shared::{CoreConfig, Shared};
 
 /// Everything the service runs with.
 #[derive(Debug, Clone)]
@@ -78,13 +79,14 @@ pub fn start(mut cfg: Config, listener: TcpListener) -> anyhow::Result<Server> {
     cfg.serve.cores = cores;
     let addr = listener.local_addr()?;
     let listeners = listen::per_core(listener, cores).context("binding per-core listeners")?;
-    let (hub, consumers) = Hub::new(cores, cfg.serve.ring_capacity);
-    let stats = Stats::new();
-    let shared = Shared::new(cfg.serve.clone(), hub.clone(), stats.clone());
     let positions = Arc::new(match &cfg.positions_file {
         Some(p) => Positions::load(p)?,
         None => Positions::in_memory(),
     });
+    let (hub, consumers) = Hub::new(cores, cfg.serve.ring_capacity, positions.first_cursor());
+    tracing::info!(first_cursor = hub.first_cursor, "stream cursors");
+    let stats = Stats::new();
+    let shared = Shared::new(cfg.serve.clone(), hub.clone(), stats.clone());
     let (stop, stop_rx) = watch::channel(false);
     let ingest = {
         let demo = cfg.demo.take();

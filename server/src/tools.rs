@@ -76,10 +76,12 @@ pub fn decode(
             tracing::warn!(index, error = %e, "leaf certificate does not parse; printed with what could be read");
             report.leaf_errors += 1;
         }
+        // `decode` prints the original server's messages: no cursor.
+        let frames = enc.draft.unstamped();
         let f = match opts.stream {
-            Stream::Lite => &enc.frames.lite,
-            Stream::Full => &enc.frames.full,
-            Stream::Domains => &enc.frames.domains,
+            Stream::Lite => &frames.lite,
+            Stream::Full => &frames.full,
+            Stream::Domains => &frames.domains,
         };
         out.write_all(frame::payload(f))?;
         out.write_all(b"\n")?;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use certstream_server::core::{CoreConfig, Driver};
+use certstream_server::shared::{CoreConfig, Driver};
 use common::*;
 use serde_json::Value;
 
@@ -432,9 +432,10 @@ fn five_thousand_idle_connections() {
 #[test]
 fn a_client_that_never_reads_is_shed_and_closed_while_fifty_get_everything() {
     // Readers get 2.5 s of slack (256 frames at 100/s) so a busy CI machine does not turn
-    // them into slow clients; the never-reading one still fills its socket and queue.
+    // them into slow clients; the never-reading one still fills its socket and falls off
+    // the stream log.
     let mut cfg = serve_config();
-    cfg.client_queue = 256;
+    cfg.stream_log_frames = 256;
     let server = start(100.0, cfg);
     let addr = server.addr;
 
@@ -493,7 +494,7 @@ fn a_client_that_never_reads_is_shed_and_closed_while_fifty_get_everything() {
     let counts: Vec<u64> = readers.into_iter().map(|r| r.join().unwrap()).collect();
     assert!(counts.iter().all(|&n| n >= 200), "{counts:?}");
     let stats = get_json(addr, "/stats");
-    assert!(stats["dropped"]["client_queues"].as_u64().unwrap() > 0);
+    assert!(stats["dropped"]["client_lag"].as_u64().unwrap() > 0);
     assert_eq!(stats["dropped"]["core_rings"], 0, "no core fell behind");
     let rss_end = rss_kib();
     eprintln!("readers got {counts:?} messages; RSS {rss_start} KiB -> {rss_end} KiB");

@@ -74,7 +74,8 @@ impl Collector {
 }
 
 impl certstream_engine::watcher::Sink for Collector {
-    fn publish(&self, f: Frames) {
+    fn publish(&self, draft: certstream_engine::frame::Draft) {
+        let f: Frames = draft.unstamped();
         self.seen.lock().unwrap().push((f.log, f.index));
         let mut frames = self.frames.lock().unwrap();
         if frames.len() < self.keep {

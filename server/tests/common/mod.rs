@@ -10,7 +10,7 @@ use certstream_engine::http::ClientConfig;
 use certstream_engine::ingest::IngestConfig;
 use certstream_engine::sim::{LogConfig, SimConfig, Source};
 use certstream_engine::watcher::{StartAt, WatcherConfig};
-use certstream_server::core::CoreConfig;
+use certstream_server::shared::CoreConfig;
 use certstream_server::{listen, Config, Server};
 use serde_json::Value;
 

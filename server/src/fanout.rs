@@ -1,0 +1,148 @@
+//! A core's fanout: its stream log, its connections, and the tick that feeds them.
+//!
+//! Every coalescing tick the core moves what its hand-off ring holds into its
+//! [`StreamLog`] (the hub's shared frames: no copy) and wakes its clients' writers once; each
+//! writer then sends from its own position. The tick also sends heartbeats and closes clients
+//! that stay behind. Nothing here takes a lock or waits for another core, or for a client.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use certstream_engine::frame::{self, OP_PING};
+use certstream_engine::Frames;
+
+use crate::conn::Conn;
+use crate::shared::{CoreCounters, Shared};
+use crate::stream_log::{Resume, StreamLog};
+
+/// One core's stream and clients (everything on it runs on the core's thread).
+#[derive(Debug)]
+pub struct Fanout {
+    pub id: usize,
+    pub shared: Arc<Shared>,
+    pub counters: Arc<CoreCounters>,
+    pub log: RefCell<StreamLog>,
+    conns: RefCell<Vec<Rc<Conn>>>,
+}
+
+impl Fanout {
+    /// The fanout of core `id`, its log expecting the hub's next cursor first.
+    pub fn new(id: usize, shared: Arc<Shared>) -> Self {
+        let cfg = &shared.config;
+        let log = StreamLog::new(
+            cfg.stream_log_bytes,
+            cfg.stream_log_frames,
+            shared.hub.next_cursor(),
+        );
+        Fanout {
+            id,
+            counters: shared.cores[id].clone(),
+            log: RefCell::new(log),
+            conns: RefCell::new(Vec::new()),
+            shared,
+        }
+    }
+
+    /// Where a new client starts: live at the head, or after cursor `since`.
+    pub fn start(&self, since: Option<u64>) -> Resume {
+        let log = self.log.borrow();
+        match since {
+            None => Resume {
+                seq: log.head_seq(),
+                min_cursor: 0,
+                gap: None,
+            },
+            Some(since) => {
+                self.counters.resumed.fetch_add(1, Relaxed);
+                let r = log.resume(since);
+                if r.gap.is_some() {
+                    self.counters.resume_gaps.fetch_add(1, Relaxed);
+                }
+                r
+            }
+        }
+    }
+
+    /// Adds a client to this core's fanout.
+    pub fn attach(&self, conn: Rc<Conn>) {
+        self.counters.clients[conn.kind.index()].fetch_add(1, Relaxed);
+        self.conns.borrow_mut().push(conn);
+    }
+
+    /// Moves everything the hand-off ring holds into the log; wakes the writers when
+    /// anything came.
+    pub fn drain(&self, ring: &mut rtrb::Consumer<Frames>) {
+        let mut log = self.log.borrow_mut();
+        let mut n = 0;
+        while let Ok(f) = ring.pop() {
+            log.push(f);
+            n += 1;
+        }
+        if n == 0 {
+            return;
+        }
+        let c = &self.counters;
+        c.log_frames.store(log.len() as u64, Relaxed);
+        c.log_bytes.store(log.bytes() as u64, Relaxed);
+        c.log_tail_cursor.store(log.tail_cursor(), Relaxed);
+        c.log_next_cursor.store(log.next_cursor(), Relaxed);
+        c.log_evicted.store(log.evicted, Relaxed);
+        drop(log);
+        self.conns.borrow().iter().for_each(|c| c.wake());
+    }
+
+    /// Sends every client a ping and a `heartbeat` message.
+    pub fn heartbeat(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        let mut msg = b"{\"message_type\":\"heartbeat\",\"timestamp\":".to_vec();
+        certstream_engine::json::write_f64(&mut msg, now);
+        msg.push(b'}');
+        let text = frame::frame(frame::OP_TEXT, &msg);
+        let ping = frame::frame(OP_PING, b"");
+        for c in self.conns.borrow().iter() {
+            c.push_control(ping.clone());
+            c.push_control(text.clone());
+        }
+    }
+
+    /// Closes clients that stayed behind too long; forgets finished connections.
+    pub fn sweep(&self, now: Instant) {
+        let timeout = self.shared.config.slow_client_timeout;
+        self.conns.borrow_mut().retain(|c| {
+            if c.is_dead() {
+                self.counters.clients[c.kind.index()].fetch_sub(1, Relaxed);
+                return false;
+            }
+            if let Some(d) = c.closing_for(now) {
+                if d > Duration::from_secs(2) {
+                    c.kill();
+                }
+            } else if c.behind_for(now).is_some_and(|d| d > timeout) {
+                tracing::info!(core = self.id, peer = %c.peer, dropped = c.dropped.get(), "closing a client that stays behind");
+                self.counters.slow_closed.fetch_add(1, Relaxed);
+                c.close(1008, "client too slow: messages were dropped for too long");
+            }
+            true
+        });
+    }
+
+    /// Shutdown: what the ring still holds goes into the log, every client gets it and then
+    /// 1001, and has two seconds to receive it.
+    pub async fn close_all(&self, ring: &mut rtrb::Consumer<Frames>) {
+        self.drain(ring);
+        for c in self.conns.borrow().iter() {
+            c.close_at_head(1001, "server shutting down");
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline && self.conns.borrow().iter().any(|c| !c.is_dead()) {
+            monoio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.conns.borrow().iter().for_each(|c| c.kill());
+    }
+}
