@@ -36,7 +36,8 @@ cleanup; PIDS=()
 echo "iperf3 on loopback (the limit)..." >&2
 iperf3_limit
 {
-    echo "command: ${SERVER_CPUS:+SERVER_CPUS=$SERVER_CPUS }${CLIENT_CPUS:+CLIENT_CPUS=$CLIENT_CPUS }perf/fanout.sh $CLIENTS $RATE $STREAM $SECS $*"
+    echo "command: ${POLL:+POLL=$POLL }${SERVER_CPUS:+SERVER_CPUS=$SERVER_CPUS }${CLIENT_CPUS:+CLIENT_CPUS=$CLIENT_CPUS }perf/fanout.sh $CLIENTS $RATE $STREAM $SECS $*"
+    echo "poll interval: ${POLL:-5 (the service default)} s"
     versions
 } >"$RUN/$NAME.txt"
 python3 - "$RUN/$NAME.json" "$RUN/iperf3.json" "$RATE" "$CLIENTS" "$RUN/$NAME-stats.json" >>"$RUN/$NAME.txt" <<'PY'

@@ -44,11 +44,13 @@ sim_up() {
     SIM_URL=${LOG_LIST%log_list.json}
 }
 
-# start_server PORT [extra args...]: starts the service on the simulator; sets SERVER_PID.
+# start_server PORT [extra args...]: starts the service on the simulator at the service's
+# defaults (the 5 s poll interval users run; POLL=SECONDS sets --poll-interval, and then the
+# record says so); sets SERVER_PID.
 start_server() {
     local port=$1; shift
     : >"$RUN/server.log"
-    server_up "$port" --start 0 --no-positions --poll-interval "${POLL:-0.02}" "$@"
+    server_up "$port" --start 0 --no-positions ${POLL:+--poll-interval "$POLL"} "$@"
 }
 
 # server_up PORT [args...]: starts the service on the simulator's log list with these

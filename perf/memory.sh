@@ -57,7 +57,7 @@ kill "$SAMPLER" 2>/dev/null || true
 {
     echo "command: perf/memory.sh $MINUTES $RATE $CLIENTS $WARMUP $*"
     echo "simulator: ctlog-sim --source \$CORPUS/get-entries --rate $RATE --batch-cap 256 --initial-size 0"
-    echo "service: certstream-server --start 0 --no-positions --poll-interval ${POLL:-0.02} $*"
+    echo "service: certstream-server --start 0 --no-positions ${POLL:+--poll-interval $POLL }$* (poll interval ${POLL:-5, the default} s)"
     echo "clients: loadclient --churn --clients $CLIENTS --paths $PATHS --stay-min 1 --stay-max 30 --pause-max 2"
     versions
     echo "churn: $(cat "$RUN/$NAME-churn.json")"

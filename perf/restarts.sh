@@ -30,7 +30,7 @@ SERVER_LOG=$RUN/$NAME-server.log
 : >"$SERVER_LOG"
 # After each restart the service catches up on what it missed (downtime and --resume-delay);
 # the checker's queue is deeper than the default 2048 frames for that (see perf/soak.sh).
-SERVER_ARGS=(--start 0 --positions "$POSITIONS" --save-interval "$SAVE" --poll-interval 0.25 --operator-rate 100 --client-queue 65536 "$@")
+SERVER_ARGS=(--start 0 --positions "$POSITIONS" --save-interval "$SAVE" --poll-interval 0.25 --operator-rate 100 "$@")
 server_up "$PORT" "${SERVER_ARGS[@]}"
 # shellcheck disable=SC2086
 start_checker "$PORT" /full-stream "$RUN/$NAME.json" "$RUN/$NAME-progress.log" ${CHECKER_ARGS:-}

@@ -38,7 +38,7 @@ SERVER_LOG=$RUN/$NAME-server.log
 # CPU and the checker can fall seconds behind. A deeper queue (the default holds 2048
 # frames) lets it catch up instead of losing frames by the slow-client policy; frames the
 # server still drops are counted and reported apart from gaps.
-SERVER_ARGS=(--start 0 --no-positions --poll-interval 0.25 --refresh-interval 5 --operator-rate 100 --client-queue 65536 "$@")
+SERVER_ARGS=(--start 0 --no-positions --poll-interval 0.25 --refresh-interval 5 --operator-rate 100 "$@")
 server_up "$PORT" "${SERVER_ARGS[@]}"
 
 start_checker "$PORT" /full-stream "$RUN/$NAME.json" "$RUN/$NAME-progress.log"

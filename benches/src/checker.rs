@@ -42,6 +42,8 @@ pub struct Update<'a> {
     pub url: &'a str,
     pub index: u64,
     pub seen: f64,
+    /// The stream cursor (the key after `message_type`), when the server sends one.
+    pub cursor: Option<u64>,
 }
 
 fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -62,9 +64,14 @@ fn number(b: &[u8]) -> Option<&str> {
 /// follow every certificate field, and a `"` inside a JSON string is always escaped, so the
 /// last `"cert_index":` of the message is the real one.
 pub fn parse_update(msg: &[u8]) -> Option<Update<'_>> {
-    if !msg.starts_with(b"{\"message_type\":\"certificate_update\"") {
+    const HEAD: &[u8] = b"{\"message_type\":\"certificate_update\",";
+    if !msg.starts_with(HEAD) {
         return None;
     }
+    let cursor = msg[HEAD.len()..]
+        .strip_prefix(b"\"cursor\":")
+        .and_then(number)
+        .and_then(|n| n.parse().ok());
     const INDEX: &[u8] = b"\"cert_index\":";
     const SEEN: &[u8] = b"\"seen\":";
     const URL: &[u8] = b"\"source\":{\"url\":\"";
@@ -80,7 +87,12 @@ pub fn parse_update(msg: &[u8]) -> Option<Update<'_>> {
         end += if rest[end] == b'\\' { 2 } else { 1 };
     }
     let url = std::str::from_utf8(rest.get(..end)?).ok()?;
-    Some(Update { url, index, seen })
+    Some(Update {
+        url,
+        index,
+        seen,
+        cursor,
+    })
 }
 
 /// One log's sequence.
@@ -293,6 +305,14 @@ pub struct Checker {
     /// Text frames that were neither a certificate_update nor a heartbeat.
     pub unparsed: u64,
     pub server: ServerTotals,
+    /// Cursors: the last one seen, how often the next was not the last + 1 (and by how
+    /// many it jumped in all), how often one came again or went backwards, and the `gap`
+    /// messages a resumed connection was sent.
+    pub last_cursor: Option<u64>,
+    pub cursor_jumps: u64,
+    pub cursor_skipped: u64,
+    pub cursor_repeats: u64,
+    pub gap_messages: u64,
     started: Instant,
 }
 
@@ -309,6 +329,11 @@ impl Checker {
             heartbeats: 0,
             unparsed: 0,
             server: ServerTotals::default(),
+            last_cursor: None,
+            cursor_jumps: 0,
+            cursor_skipped: 0,
+            cursor_repeats: 0,
+            gap_messages: 0,
             started: Instant::now(),
         }
     }
@@ -334,6 +359,8 @@ impl Checker {
         let Some(u) = parse_update(payload) else {
             if payload.starts_with(b"{\"message_type\":\"heartbeat\"") {
                 self.heartbeats += 1;
+            } else if payload.starts_with(b"{\"message_type\":\"gap\"") {
+                self.gap_messages += 1;
             } else {
                 self.unparsed += 1;
             }
@@ -345,6 +372,17 @@ impl Checker {
     /// Records one certificate.
     pub fn observe(&mut self, u: Update<'_>, at: f64) {
         self.messages += 1;
+        if let Some(c) = u.cursor {
+            match self.last_cursor {
+                Some(l) if c <= l => self.cursor_repeats += 1,
+                Some(l) if c > l + 1 => {
+                    self.cursor_jumps += 1;
+                    self.cursor_skipped += c - l - 1;
+                }
+                _ => {}
+            }
+            self.last_cursor = Some(self.last_cursor.map_or(c, |l| l.max(c)));
+        }
         self.window_messages += 1;
         let ms = ((at - u.seen) * 1000.0) as f32;
         self.latencies.push(ms);
@@ -500,6 +538,13 @@ impl Checker {
             "messages": self.messages,
             "heartbeats": self.heartbeats,
             "unparsed": self.unparsed,
+            "cursor": {
+                "last": self.last_cursor,
+                "jumps": self.cursor_jumps,
+                "skipped": self.cursor_skipped,
+                "repeats": self.cursor_repeats,
+                "gap_messages": self.gap_messages,
+            },
             "connections": self.conns.len(),
             "gaps": self.gaps(),
             "duplicates": self.duplicates(),
@@ -548,6 +593,8 @@ pub struct Options {
     pub reconnect_max: Duration,
     /// A connection silent this long is dropped and made again (heartbeats come every 30 s).
     pub idle_timeout: Duration,
+    /// Reconnect with `?since=<the last cursor seen>`, as a client that resumes.
+    pub resume: bool,
 }
 
 impl Default for Options {
@@ -558,6 +605,7 @@ impl Default for Options {
             reconnect_min: Duration::from_millis(5),
             reconnect_max: Duration::from_millis(200),
             idle_timeout: Duration::from_secs(65),
+            resume: false,
         }
     }
 }
@@ -567,8 +615,15 @@ impl Default for Options {
 pub async fn stream(opts: &Options, state: &Mutex<Checker>, mut stop: watch::Receiver<bool>) {
     let mut delay = opts.reconnect_min;
     while !*stop.borrow() {
+        let path = match lock(state).last_cursor {
+            Some(c) if opts.resume => {
+                let sep = if opts.path.contains('?') { '&' } else { '?' };
+                format!("{}{sep}since={c}", opts.path)
+            }
+            _ => opts.path.clone(),
+        };
         let connected = tokio::select! {
-            c = Client::connect(&opts.addr, &opts.path, Duration::from_secs(5)) => c,
+            c = Client::connect(&opts.addr, &path, Duration::from_secs(5)) => c,
             _ = stop.changed() => break,
         };
         let mut client = match connected {
@@ -692,9 +747,17 @@ mod tests {
             Some(Update {
                 url: "http://127.0.0.1:9/logs/a/",
                 index: 42,
-                seen: 1732512345.25
+                seen: 1732512345.25,
+                cursor: None,
             })
         );
+        let stamped = String::from_utf8(m).unwrap().replacen(
+            "\"certificate_update\",",
+            "\"certificate_update\",\"cursor\":77,",
+            1,
+        );
+        let u = parse_update(stamped.as_bytes()).unwrap();
+        assert_eq!((u.cursor, u.index), (Some(77), 42));
         assert_eq!(
             parse_update(b"{\"message_type\":\"heartbeat\",\"timestamp\":1}"),
             None
@@ -703,6 +766,35 @@ mod tests {
             parse_update(b"{\"message_type\":\"certificate_update\"}"),
             None
         );
+    }
+
+    #[test]
+    fn cursor_jumps_and_repeats_are_counted() {
+        let mut c = Checker::new(None);
+        let with = |cursor: u64, index: u64| {
+            String::from_utf8(msg("http://l/", index, 1.0))
+                .unwrap()
+                .replacen(
+                    "\"certificate_update\",",
+                    &format!("\"certificate_update\",\"cursor\":{cursor},"),
+                    1,
+                )
+        };
+        for (cursor, index) in [(1, 0), (2, 1), (5, 2), (5, 3), (6, 4)] {
+            c.observe_text(with(cursor, index).as_bytes(), 2.0);
+        }
+        c.observe_text(br#"{"message_type":"gap","from":1,"to":3}"#, 2.0);
+        assert_eq!(
+            (
+                c.cursor_jumps,
+                c.cursor_skipped,
+                c.cursor_repeats,
+                c.gap_messages
+            ),
+            (1, 2, 1, 1)
+        );
+        assert_eq!(c.last_cursor, Some(6));
+        assert_eq!(c.unparsed, 0);
     }
 
     #[test]

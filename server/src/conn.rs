@@ -294,6 +294,21 @@ impl Conn {
         }
     }
 
+    /// When this client's position fell off the log's tail (`tail_seq`), moves it to the
+    /// tail, counts the frames skipped and marks the client behind; returns how many. The
+    /// writer calls it before each write, and the core's sweep for writers stuck in one.
+    pub fn skip_to_tail(&self, tail_seq: u64) -> u64 {
+        let skipped = tail_seq.saturating_sub(self.next_seq.get());
+        if skipped > 0 {
+            self.next_seq.set(tail_seq);
+            self.dropped.set(self.dropped.get() + skipped);
+            if self.behind_since.get().is_none() {
+                self.behind_since.set(Some(Instant::now()));
+            }
+        }
+        skipped
+    }
+
     /// Fills `batch` with the control frames and then the log's frames from this client's
     /// position on (at most [`MAX_BATCH`]), advancing the position. Returns the frames
     /// skipped because the position had fallen off the log's tail.
@@ -310,15 +325,8 @@ impl Conn {
         if self.close_code.get().is_some() {
             return 0;
         }
+        let skipped = self.skip_to_tail(log.tail_seq());
         let mut seq = self.next_seq.get();
-        let skipped = log.tail_seq().saturating_sub(seq);
-        if skipped > 0 {
-            seq = log.tail_seq();
-            self.dropped.set(self.dropped.get() + skipped);
-            if self.behind_since.get().is_none() {
-                self.behind_since.set(Some(Instant::now()));
-            }
-        }
         let (min, kind) = (self.min_cursor.get(), self.kind.index());
         while batch.len() < MAX_BATCH {
             let Some(f) = log.get(seq) else { break };

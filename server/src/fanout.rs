@@ -114,11 +114,16 @@ impl Fanout {
     /// Closes clients that stayed behind too long; forgets finished connections.
     pub fn sweep(&self, now: Instant) {
         let timeout = self.shared.config.slow_client_timeout;
+        let tail = self.log.borrow().tail_seq();
+        let mut skipped = 0;
         self.conns.borrow_mut().retain(|c| {
             if c.is_dead() {
                 self.counters.clients[c.kind.index()].fetch_sub(1, Relaxed);
                 return false;
             }
+            // A writer stuck in a write to a client that does not read never gets to
+            // notice it fell behind: the sweep does.
+            skipped += c.skip_to_tail(tail);
             if let Some(d) = c.closing_for(now) {
                 if d > Duration::from_secs(2) {
                     c.kill();
@@ -130,6 +135,9 @@ impl Fanout {
             }
             true
         });
+        if skipped > 0 {
+            self.counters.client_drops.fetch_add(skipped, Relaxed);
+        }
     }
 
     /// Shutdown: what the ring still holds goes into the log, every client gets it and then

@@ -2,7 +2,9 @@
 //! on a positions file, stopped with SIGTERM, SIGKILL and SIGTERM again while it streams two
 //! simulated logs (RFC 6962 and static-ct-api) to the stream checker on `/full-stream`.
 //! After a SIGTERM nothing is lost or repeated; after a SIGKILL nothing is lost and what is
-//! repeated is at most about one save interval of the stream.
+//! repeated is at most about one save interval of the stream. The checker reconnects with
+//! `?since=<last cursor>`: cursors continue exactly across a SIGTERM, jump ahead (with a `gap`
+//! message) across the SIGKILL, and are never given twice.
 
 mod common;
 
@@ -111,6 +113,7 @@ fn sigterm_loses_and_repeats_nothing_sigkill_loses_nothing() {
     let opts = Options {
         addr: format!("127.0.0.1:{port}"),
         path: "/full-stream".into(),
+        resume: true,
         ..Options::default()
     };
     let reader = {
@@ -182,6 +185,14 @@ fn sigterm_loses_and_repeats_nothing_sigkill_loses_nothing() {
             ),
         }
     }
+    // Cursors: the re-sent entries after the SIGKILL got new ones, the only jump is the
+    // crash's (announced by a gap message), and the SIGTERMs continued the sequence.
+    assert_eq!(c.cursor_repeats, 0, "a cursor was given twice");
+    assert_eq!(c.cursor_jumps, 1, "cursors jump once: after the SIGKILL");
+    assert_eq!(
+        c.gap_messages, 1,
+        "the resume after the SIGKILL is told of the gap"
+    );
     let streaming = c.conns.iter().filter(|k| k.messages > 0).count();
     assert_eq!(streaming, 4, "one connection per server process");
     for (url, size) in &sizes {

@@ -47,6 +47,9 @@ struct Args {
     /// Longest wait between reconnection attempts, milliseconds.
     #[arg(long, default_value_t = 200)]
     reconnect_max_ms: u64,
+    /// Reconnect with `?since=<last cursor>` (a client that resumes).
+    #[arg(long)]
+    resume: bool,
     /// Where to write the JSON report (default: stdout).
     #[arg(long)]
     out: Option<std::path::PathBuf>,
@@ -70,6 +73,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         reconnect_max: Duration::from_millis(
             args.reconnect_max_ms.max(args.reconnect_min_ms).max(1),
         ),
+        resume: args.resume,
         ..Options::default()
     };
     let reader = {
