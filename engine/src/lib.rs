@@ -20,9 +20,10 @@
 //!   - [`frame`]: websocket frame headers around those messages; [`frame::Frames`].
 //! - [`hub`]: fanout hand-off: one bounded SPSC ring per serving core; a full ring sheds.
 //!
-//! Beside the data path: [`stats`] (counters the server exposes in `/stats` and `/metrics`),
-//! [`error`] (the crate's one error type) and [`sim`] (a CT log simulator: tests,
-//! benchmarks, `--demo`).
+//! Beside the data path: [`stats`] (counters the server exposes in `/stats` and `/metrics`)
+//! and [`error`] (the crate's one error type). The CT log simulator the tests, benches and
+//! `--demo` run is the `certstream-sim` crate (`sim/`), so this library does not build a
+//! certificate generator or an HTTP server.
 //!
 //! Every stage's module is also re-exported at the crate root (`certstream_engine::frame`,
 //! `certstream_engine::watcher`, ...), the paths the server, benches and fuzz targets use.
@@ -33,7 +34,6 @@ pub mod ct;
 pub mod encode;
 pub mod error;
 pub mod hub;
-pub mod sim;
 pub mod stats;
 
 pub use cert::x509;
