@@ -16,7 +16,19 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use crate::frame::Frames;
-use crate::watcher::Sink;
+
+/// Where watchers hand each certificate's frames to the fanout. [`Hub`] implements it; tests
+/// collect with a closure. The ingest side depends on this trait, the fanout on no watcher.
+pub trait Sink: Send + Sync + 'static {
+    /// Hands one certificate's frames on. Must not block.
+    fn publish(&self, frames: Frames);
+}
+
+impl<F: Fn(Frames) + Send + Sync + 'static> Sink for F {
+    fn publish(&self, frames: Frames) {
+        self(frames)
+    }
+}
 
 /// How many recent certificates `/latest.json` shows.
 pub const LATEST: usize = 25;

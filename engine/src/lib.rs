@@ -18,7 +18,8 @@
 //! - [`encode`]: the bytes every client is sent, written once:
 //!   - [`json`]: fields → the lite, full and domains-only messages.
 //!   - [`frame`]: websocket frame headers around those messages; [`frame::Frames`].
-//! - [`hub`]: fanout hand-off: one bounded SPSC ring per serving core; a full ring sheds.
+//! - [`hub`]: fanout hand-off: the [`hub::Sink`] watchers publish into, and one bounded SPSC
+//!   ring per serving core behind it; a full ring sheds.
 //!
 //! Beside the data path: [`stats`] (counters the server exposes in `/stats` and `/metrics`)
 //! and [`error`] (the crate's one error type). The CT log simulator the tests, benches and

@@ -23,24 +23,15 @@ use serde::Deserialize;
 use tokio::sync::watch;
 
 use crate::error::Error;
-use crate::frame::Frames;
 use crate::http::{HttpClient, Response};
 use crate::json::{Encoder, Link, LogSource};
 use crate::leaf;
 use crate::positions::Positions;
 use crate::stats::{LogStats, Stats};
 
-/// Where frames go. The server's hub implements it; tests collect.
-pub trait Sink: Send + Sync + 'static {
-    /// Hands one certificate's frames on. Must not block.
-    fn publish(&self, frames: Frames);
-}
-
-impl<F: Fn(Frames) + Send + Sync + 'static> Sink for F {
-    fn publish(&self, frames: Frames) {
-        self(frames)
-    }
-}
+/// The fanout side's hand-off, which watchers publish into (defined in [`crate::hub`]; also
+/// named here, the path the server has used).
+pub use crate::hub::Sink;
 
 /// Where a log without a saved position starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

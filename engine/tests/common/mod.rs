@@ -73,7 +73,7 @@ impl Collector {
     }
 }
 
-impl certstream_engine::watcher::Sink for Collector {
+impl certstream_engine::hub::Sink for Collector {
     fn publish(&self, f: Frames) {
         self.seen.lock().unwrap().push((f.log, f.index));
         let mut frames = self.frames.lock().unwrap();
