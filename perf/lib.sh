@@ -21,7 +21,7 @@ need_tool() { # need_tool COMMAND DEBIAN_PACKAGE
 build() {
     [[ -n "${SKIP_BUILD:-}" ]] && return
     echo "building ($PROFILE profile)..." >&2
-    cargo build --locked --profile "$PROFILE" -p certstream-server -p certstream-benches --bins 2>&1 | tail -1 >&2
+    cargo build --locked --profile "$PROFILE" -p certstream-server -p certstream-sim -p certstream-benches --bins 2>&1 | tail -1 >&2
 }
 
 # start_sim RATE [extra args...]: starts ctlog-sim on real corpus entries; sets LOG_LIST.

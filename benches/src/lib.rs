@@ -16,9 +16,8 @@ use std::path::PathBuf;
 
 /// A get-entries body of `n` entries (real when the corpus is available) and where it came from.
 pub fn get_entries_body(n: usize) -> (Vec<u8>, &'static str) {
-    let pool = real_entries().unwrap_or_else(|| {
-        certstream_engine::sim::generate(64).expect("rcgen generates certificates")
-    });
+    let pool = real_entries()
+        .unwrap_or_else(|| certstream_sim::generate(64).expect("rcgen generates certificates"));
     let from = if std::env::var_os("CERTSTREAM_CORPUS").is_some() {
         "corpus navigli2025h2 (real Let's Encrypt precertificates)"
     } else {

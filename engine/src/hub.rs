@@ -23,7 +23,27 @@ use std::sync::atomic::{AtomicU64, Ordering::Acquire, Ordering::Relaxed, Orderin
 use std::sync::{Arc, Mutex};
 
 use crate::frame::{Draft, Frames};
-use crate::watcher::Sink;
+
+/// Where watchers hand each certificate to the fanout. [`Hub`] implements it (and stamps each
+/// certificate's cursor); tests collect with a closure. The ingest side depends on this
+/// trait, the fanout on no watcher.
+pub trait Sink: Send + Sync + 'static {
+    /// Hands one certificate's messages on. Must not block.
+    fn publish(&self, draft: Draft);
+
+    /// The cursor the next certificate will get, for sinks that number the stream (saved
+    /// with the positions so that a restart never reuses one).
+    fn next_cursor(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// A closure sink gets the frames without a cursor, as `decode` prints them.
+impl<F: Fn(Frames) + Send + Sync + 'static> Sink for F {
+    fn publish(&self, draft: Draft) {
+        self(draft.unstamped())
+    }
+}
 
 /// How many recent certificates `/latest.json` shows.
 pub const LATEST: usize = 25;

@@ -1,41 +1,45 @@
 //! certstream engine: from Certificate Transparency logs to pre-encoded certstream frames.
 //!
 //! # Layout
-//! In pipeline order:
-//! - [`loglist`]: Google's v3 log list → the logs to watch.
-//! - [`http`]: the HTTPS client (rustls) every watcher shares.
-//! - [`ingest`]: the supervisor: log list refresh, one watcher per log, position saving.
-//! - [`watcher`]: one task per RFC 6962 log: `get-sth`, `get-entries`, backoff, rate limits.
-//! - [`tiled`]: one task per static-ct-api log: checkpoint, data tiles, issuers; the same
-//!   backoff, rate limits, positions and publishing as [`watcher`].
-//! - [`checkpoint`]: static-ct-api checkpoints (signed notes) → a verified tree size.
-//! - [`positions`]: where each log was left, saved atomically, resumed on restart.
-//! - [`leaf`]: `get-entries` bodies → `MerkleTreeLeaf` + `extra_data` → DER certificates.
-//! - [`tile`]: static-ct-api data tiles → `TileLeaf`s → the same entries as [`leaf`].
-//! - [`x509`]: a DER certificate → certstream's certificate fields (OpenSSL 1.1.1 texts).
-//! - [`json`]: fields → the lite, full and domains-only messages, written once.
-//! - [`frame`]: websocket frame headers around those messages; [`frame::Frames`].
-//! - [`hub`]: fanout hand-off: one bounded SPSC ring per serving core; a full ring sheds.
-//! - [`stats`]: counters the server exposes in `/stats` and `/metrics`.
-//! - [`sim`]: a CT log simulator (tests, benchmarks, `--demo`).
+//! One folder per stage, in pipeline order:
+//! - [`ct`]: the CT logs' side, from the log list to decoded entries:
+//!   - [`loglist`]: Google's v3 log list → the logs to watch.
+//!   - [`ingest`]: the supervisor: log list refresh, one watcher per log, position saving.
+//!   - [`http`]: the HTTPS client (rustls) every watcher shares.
+//!   - [`watcher`]: one task per RFC 6962 log: `get-sth`, `get-entries`, backoff, rate limits.
+//!   - [`tiled`]: one task per static-ct-api log: checkpoint, data tiles, issuers; the same
+//!     backoff, rate limits, positions and publishing as [`watcher`].
+//!   - [`checkpoint`]: static-ct-api checkpoints (signed notes) → a verified tree size.
+//!   - [`leaf`]: `get-entries` bodies → `MerkleTreeLeaf` + `extra_data` → DER certificates.
+//!   - [`tile`]: static-ct-api data tiles → `TileLeaf`s → the same entries as [`leaf`].
+//!   - [`positions`]: where each log was left, saved atomically, resumed on restart.
+//! - [`cert`]: [`x509`]: a DER certificate → certstream's certificate fields (OpenSSL 1.1.1
+//!   texts).
+//! - [`encode`]: the bytes every client is sent, written once:
+//!   - [`json`]: fields → the lite, full and domains-only messages.
+//!   - [`frame`]: websocket frame headers around those messages; [`frame::Frames`].
+//! - [`hub`]: fanout hand-off: the [`hub::Sink`] watchers publish into, and one bounded SPSC
+//!   ring per serving core behind it; a full ring sheds.
+//!
+//! Beside the data path: [`stats`] (counters the server exposes in `/stats` and `/metrics`)
+//! and [`error`] (the crate's one error type). The CT log simulator the tests, benches and
+//! `--demo` run is the `certstream-sim` crate (`sim/`), so this library does not build a
+//! certificate generator or an HTTP server.
+//!
+//! Every stage's module is also re-exported at the crate root (`certstream_engine::frame`,
+//! `certstream_engine::watcher`, ...), the paths the server, benches and fuzz targets use.
 #![forbid(unsafe_code)]
 
-pub mod checkpoint;
+pub mod cert;
+pub mod ct;
+pub mod encode;
 pub mod error;
-pub mod frame;
-pub mod http;
 pub mod hub;
-pub mod ingest;
-pub mod json;
-pub mod leaf;
-pub mod loglist;
-pub mod positions;
-pub mod sim;
 pub mod stats;
-pub mod tile;
-pub mod tiled;
-pub mod watcher;
-pub mod x509;
+
+pub use cert::x509;
+pub use ct::{checkpoint, http, ingest, leaf, loglist, positions, tile, tiled, watcher};
+pub use encode::{frame, json};
 
 pub use error::Error;
 pub use frame::Frames;

@@ -20,9 +20,9 @@ use certstream_engine::ingest::IngestConfig;
 use certstream_engine::json::{Encoder, Link, LogSource};
 use certstream_engine::leaf::{self, EntryKind};
 use certstream_engine::positions::Positions;
-use certstream_engine::sim::{self, Faults, LogConfig, LogKind, SimHandle, Source};
 use certstream_engine::stats::Stats;
 use certstream_engine::tile::{self, TileLeaf};
+use certstream_sim::{self as sim, Faults, LogConfig, LogKind, SimHandle, Source};
 use serde_json::Value;
 
 mod common;

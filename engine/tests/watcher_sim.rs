@@ -10,9 +10,9 @@ use std::time::Duration;
 use certstream_engine::frame;
 use certstream_engine::ingest::{self, IngestConfig};
 use certstream_engine::positions::Positions;
-use certstream_engine::sim::{self, Faults, LogConfig, SimConfig, SimHandle};
 use certstream_engine::stats::Stats;
 use certstream_engine::Frames;
+use certstream_sim::{self as sim, Faults, LogConfig, SimConfig, SimHandle};
 use tokio::sync::watch;
 
 mod common;

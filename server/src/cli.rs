@@ -1,5 +1,5 @@
 //! Command line: `certstream-server [OPTIONS]` runs the service; `decode` and `cert` print
-//! certstream's format for local files; `ctlog-sim` runs the CT log simulator.
+//! certstream's format for local files (`ctlog-sim`, the simulator alone, is in `sim/`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,8 +8,8 @@ use anyhow::Context as _;
 use certstream_engine::http::ClientConfig;
 use certstream_engine::ingest::IngestConfig;
 use certstream_engine::loglist::{LogKind, StateFilter, GOOGLE_LOG_LIST};
-use certstream_engine::sim::{self, Faults, LogConfig, SimConfig, Source};
 use certstream_engine::watcher::{StartAt, WatcherConfig};
+use certstream_sim::{LogConfig, SimConfig, Source};
 use clap::{Args, Parser, Subcommand};
 
 use crate::service::{self, Config};
@@ -298,121 +298,4 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {},
         _ = term.recv() => {},
     }
-}
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "ctlog-sim",
-    version,
-    about = "Simulated CT logs, RFC 6962 and static-ct-api (tests, benchmarks, demos)"
-)]
-pub struct SimCli {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:0")]
-    pub addr: std::net::SocketAddr,
-    /// Serve HTTPS with a self-signed certificate (its PEM goes to --ca-out).
-    #[arg(long)]
-    pub tls: bool,
-    /// Where to write the TLS certificate (PEM) to trust.
-    #[arg(long)]
-    pub ca_out: Option<PathBuf>,
-    /// Number of RFC 6962 logs.
-    #[arg(long, default_value_t = 1)]
-    pub logs: usize,
-    /// Number of static-ct-api (tiled) logs besides them (checkpoints signed with a key the
-    /// served log list carries).
-    #[arg(long, default_value_t = 0)]
-    pub static_ct: usize,
-    /// Folder of get-entries bodies or DER certificates to replay (default: generated).
-    #[arg(long)]
-    pub source: Option<PathBuf>,
-    /// Entries at start.
-    #[arg(long, default_value_t = 1000)]
-    pub initial_size: u64,
-    /// Entries added per second, per log. Repeat it to set logs one by one (RFC 6962 logs
-    /// first, then static-ct-api ones); the last value applies to the logs after.
-    #[arg(long, default_value = "10")]
-    pub rate: Vec<f64>,
-    /// The tree stops growing at this size.
-    #[arg(long)]
-    pub max_size: Option<u64>,
-    /// Most entries per get-entries answer (repeatable per log, as --rate).
-    #[arg(long, default_value = "256")]
-    pub batch_cap: Vec<u64>,
-    /// Faults: name=probability,... (429, 500, 503, slow, truncated, garbage, reset, corrupt, forged, gzip, retry-after=<s>, retry-after-omit=<share>, slow-ms=<ms>, all=<p>); repeatable per log, as --rate.
-    #[arg(long, default_value = "")]
-    pub faults: Vec<String>,
-    /// Serve `/control` (GET: every log's state; POST /control[/<name>]?rate=&max=&listed=&faults=: change it while it runs).
-    #[arg(long)]
-    pub control: bool,
-}
-
-/// The `i`-th value of a per-log option (the last one for logs beyond the list).
-fn per_log<T: Clone>(values: &[T], i: usize, default: T) -> T {
-    values.get(i).or(values.last()).cloned().unwrap_or(default)
-}
-
-/// The `ctlog-sim` entry point: prints the log list URL and serves until interrupted.
-pub fn sim_main() -> anyhow::Result<()> {
-    init_tracing();
-    let a = SimCli::parse();
-    let faults = a
-        .faults
-        .iter()
-        .map(|f| Faults::parse(f).map_err(anyhow::Error::msg))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let source = match &a.source {
-        Some(p) => Source::Dir(p.clone()),
-        None => Source::Generated(256),
-    };
-    let cfg = SimConfig {
-        addr: a.addr,
-        tls: a.tls,
-        logs: (0..a.logs + a.static_ct)
-            .map(|i| LogConfig {
-                name: if i < a.logs {
-                    format!("log{i}")
-                } else {
-                    format!("tiled{}", i - a.logs)
-                },
-                kind: if i < a.logs {
-                    LogKind::Rfc6962
-                } else {
-                    LogKind::StaticCt
-                },
-                source: source.clone(),
-                initial_size: a.initial_size,
-                rate: per_log(&a.rate, i, 10.0),
-                max_size: a.max_size,
-                batch_cap: per_log(&a.batch_cap, i, 256),
-                faults: per_log(&faults, i, Faults::default()),
-            })
-            .collect(),
-        control: a.control,
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let h = sim::start(cfg).await?;
-        if let (Some(out), Some(pem)) = (&a.ca_out, &h.ca_pem) {
-            std::fs::write(out, pem).with_context(|| format!("writing {}", out.display()))?;
-        }
-        println!("{}", h.log_list_url);
-        for (i, log) in h.logs.iter().enumerate() {
-            match log.public_key() {
-                Some(key) => println!(
-                    "{} static-ct origin={} key={}",
-                    h.log_url(i),
-                    log.origin().unwrap_or(""),
-                    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key)
-                ),
-                None => println!("{} rfc6962", h.log_url(i)),
-            }
-        }
-        tracing::info!(log_list = %h.log_list_url, "simulator serving; Ctrl-C stops it");
-        shutdown_signal().await;
-        Ok(())
-    })
 }

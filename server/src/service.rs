@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use certstream_engine::hub::Hub;
+use certstream_engine::hub::Sink;
 use certstream_engine::ingest::{self, IngestConfig};
 use certstream_engine::positions::Positions;
-use certstream_engine::sim::{self, SimConfig};
 use certstream_engine::stats::Stats;
-use certstream_engine::watcher::Sink;
+use certstream_sim::{self as sim, SimConfig};
 use tokio::sync::watch;
 
 use crate::core;

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use certstream_benches::checker::{self, Checker, Options};
-use certstream_engine::sim::{self, LogConfig, LogKind, SimConfig, Source};
+use certstream_sim::{self as sim, LogConfig, LogKind, SimConfig, Source};
 use common::*;
 
 /// Certificates per second per log, and the service's save interval.

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use certstream_engine::http::ClientConfig;
 use certstream_engine::ingest::IngestConfig;
-use certstream_engine::sim::{LogConfig, SimConfig, Source};
 use certstream_engine::watcher::{StartAt, WatcherConfig};
 use certstream_server::shared::CoreConfig;
 use certstream_server::{listen, Config, Server};
+use certstream_sim::{LogConfig, SimConfig, Source};
 use common::*;
 use serde_json::Value;
 

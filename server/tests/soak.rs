@@ -14,9 +14,9 @@ use std::time::Duration;
 use certstream_benches::checker::{self, Checker, Options};
 use certstream_engine::http::ClientConfig;
 use certstream_engine::ingest::IngestConfig;
-use certstream_engine::sim::{self, Faults, LogConfig, LogKind, SimConfig, Source};
 use certstream_engine::watcher::{StartAt, WatcherConfig};
 use certstream_server::{listen, Config};
+use certstream_sim::{self as sim, Faults, LogConfig, LogKind, SimConfig, Source};
 use common::*;
 
 fn faults(spec: &str) -> Faults {

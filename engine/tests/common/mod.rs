@@ -10,10 +10,10 @@ use std::time::Duration;
 use certstream_engine::http::ClientConfig;
 use certstream_engine::ingest::{self, IngestConfig};
 use certstream_engine::positions::Positions;
-use certstream_engine::sim::{self, Faults, LogConfig, SimConfig, SimHandle, Source};
 use certstream_engine::stats::Stats;
 use certstream_engine::watcher::{StartAt, WatcherConfig};
 use certstream_engine::Frames;
+use certstream_sim::{self as sim, Faults, LogConfig, SimConfig, SimHandle, Source};
 use tokio::sync::{watch, Notify};
 
 /// `CERTSTREAM_CORPUS` (`../shared/corpus`), or a message that the test is skipped.
@@ -73,7 +73,7 @@ impl Collector {
     }
 }
 
-impl certstream_engine::watcher::Sink for Collector {
+impl certstream_engine::hub::Sink for Collector {
     fn publish(&self, draft: certstream_engine::frame::Draft) {
         let f: Frames = draft.unstamped();
         self.seen.lock().unwrap().push((f.log, f.index));

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use certstream_engine::http::ClientConfig;
 use certstream_engine::ingest::IngestConfig;
-use certstream_engine::sim::{LogConfig, SimConfig, Source};
 use certstream_engine::watcher::{StartAt, WatcherConfig};
 use certstream_server::shared::CoreConfig;
 use certstream_server::{listen, Config, Server};
+use certstream_sim::{LogConfig, SimConfig, Source};
 use serde_json::Value;
 
 /// Starts the service on `127.0.0.1:0` with an in-process simulated log growing by `rate`

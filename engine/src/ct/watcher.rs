@@ -23,32 +23,15 @@ use serde::Deserialize;
 use tokio::sync::watch;
 
 use crate::error::Error;
-use crate::frame::{Draft, Frames};
 use crate::http::{HttpClient, Response};
 use crate::json::{Encoder, Link, LogSource};
 use crate::leaf;
 use crate::positions::Positions;
 use crate::stats::{LogStats, Stats};
 
-/// Where frames go. The server's hub implements it (and stamps each certificate's cursor);
-/// tests collect.
-pub trait Sink: Send + Sync + 'static {
-    /// Hands one certificate's messages on. Must not block.
-    fn publish(&self, draft: Draft);
-
-    /// The cursor the next certificate will get, for sinks that number the stream (saved
-    /// with the positions so that a restart never reuses one).
-    fn next_cursor(&self) -> Option<u64> {
-        None
-    }
-}
-
-/// A closure sink gets the frames without a cursor, as `decode` prints them.
-impl<F: Fn(Frames) + Send + Sync + 'static> Sink for F {
-    fn publish(&self, draft: Draft) {
-        self(draft.unstamped())
-    }
-}
+/// The fanout side's hand-off, which watchers publish into (defined in [`crate::hub`]; also
+/// named here, the path the server has used).
+pub use crate::hub::Sink;
 
 /// Where a log without a saved position starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -42,11 +42,60 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::checkpoint::Signer;
-use crate::error::Error;
-use crate::leaf;
-pub use crate::loglist::LogKind;
-use crate::tile::{self, TileLeaf, TILE_WIDTH};
+use certstream_engine::checkpoint::{self, Signer};
+use certstream_engine::json;
+use certstream_engine::leaf;
+pub use certstream_engine::loglist::LogKind;
+use certstream_engine::tile::{self, TileLeaf, TILE_WIDTH};
+
+/// What can keep the simulator from loading its entries or starting.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading a source folder, or binding the listener.
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A source file that does not decode (a `get-entries` body, a data tile).
+    #[error("{path}: {source}")]
+    Source {
+        path: String,
+        #[source]
+        source: certstream_engine::Error,
+    },
+    /// Making certificates or keys (rcgen), or setting up TLS (rustls).
+    #[error("TLS setup: {0}")]
+    Tls(String),
+    /// A checkpoint signer the engine could not make.
+    #[error(transparent)]
+    Engine(#[from] certstream_engine::Error),
+}
+
+impl Error {
+    fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
+    }
+
+    fn source(path: &Path, source: certstream_engine::Error) -> Self {
+        Error::Source {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+/// An issuer's fingerprint, as static-ct-api names it.
+fn sha256(data: &[u8]) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, data);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
 
 /// Fault switches: each is the probability (0..=1) that a request gets that fault.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -405,7 +454,7 @@ pub fn load_tiled_source(source: &Source) -> Result<(Vec<TileLeaf>, IssuerMap), 
         match parsed {
             Some(Ok((leaf, chain))) => {
                 for c in chain {
-                    issuers.insert(crate::checkpoint::sha256(&c), c);
+                    issuers.insert(sha256(&c), c);
                 }
                 leaves.push(leaf);
             }
@@ -454,7 +503,7 @@ fn load_tiles(dir: &Path, extra: Option<&Path>) -> Result<(Vec<TileLeaf>, Issuer
         if full.is_file() {
             let body = Bytes::from(std::fs::read(&full).map_err(|e| Error::io(&full, e))?);
             let tile = tile::decode_tile(&body, TILE_WIDTH as usize)
-                .map_err(|e| Error::Json(format!("{}: {e}", full.display())))?;
+                .map_err(|e| Error::source(&full, e))?;
             leaves.extend(tile);
             continue;
         }
@@ -469,8 +518,7 @@ fn load_tiles(dir: &Path, extra: Option<&Path>) -> Result<(Vec<TileLeaf>, Issuer
         if let Some(w) = widest {
             let path = partial_dir.join(w.to_string());
             let body = Bytes::from(std::fs::read(&path).map_err(|e| Error::io(&path, e))?);
-            let tile = tile::decode_tile(&body, w as usize)
-                .map_err(|e| Error::Json(format!("{}: {e}", path.display())))?;
+            let tile = tile::decode_tile(&body, w as usize).map_err(|e| Error::source(&path, e))?;
             leaves.extend(tile);
         }
         break;
@@ -481,7 +529,7 @@ fn load_tiles(dir: &Path, extra: Option<&Path>) -> Result<(Vec<TileLeaf>, Issuer
     let mut issuers = HashMap::new();
     let mut add = |der: Vec<u8>| {
         let der = Bytes::from(der);
-        issuers.insert(crate::checkpoint::sha256(&der), der);
+        issuers.insert(sha256(&der), der);
     };
     for folder in std::iter::once(dir.join("issuer")).chain(extra.map(Path::to_path_buf)) {
         let Ok(list) = std::fs::read_dir(&folder) else {
@@ -531,8 +579,8 @@ fn load_dir(dir: &Path) -> Result<Vec<(String, String)>, Error> {
         match path.extension().and_then(|e| e.to_str()) {
             Some("json") => {
                 let mut body = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-                let entries = leaf::parse_get_entries(&mut body)
-                    .map_err(|e| Error::Json(format!("{}: {e}", path.display())))?;
+                let entries =
+                    leaf::parse_get_entries(&mut body).map_err(|e| Error::source(&path, e))?;
                 out.extend(
                     entries
                         .into_iter()
@@ -631,7 +679,7 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, Error> {
             LogKind::Rfc6962 => (load_source(&l.source)?, None),
             LogKind::StaticCt => {
                 let (leaves, issuers) = load_tiled_source(&l.source)?;
-                let origin = crate::checkpoint::origin_of(&format!("{base_url}logs/{}/", l.name));
+                let origin = checkpoint::origin_of(&format!("{base_url}logs/{}/", l.name));
                 let tiled = Tiled {
                     signer: Signer::generate(&origin)?,
                     impostor: Signer::generate(&origin)?,
@@ -745,31 +793,27 @@ fn log_list_json(base: &str, logs: &[Arc<SimLog>]) -> Vec<u8> {
     for l in logs.iter().filter(|l| l.listed()) {
         let url = format!("{base}logs/{}/", l.name);
         let (out, id, key) = match l.public_key() {
-            Some(key) => (&mut tiled, crate::checkpoint::sha256(key), b64.encode(key)),
-            None => (
-                &mut rfc,
-                crate::checkpoint::sha256(l.name.as_bytes()),
-                String::new(),
-            ),
+            Some(key) => (&mut tiled, sha256(key), b64.encode(key)),
+            None => (&mut rfc, sha256(l.name.as_bytes()), String::new()),
         };
         if !out.is_empty() {
             out.push(b',');
         }
         out.extend_from_slice(b"{\"description\":");
-        crate::json::write_str(out, &format!("Simulated log '{}'", l.name));
+        json::write_str(out, &format!("Simulated log '{}'", l.name));
         out.extend_from_slice(b",\"log_id\":");
-        crate::json::write_str(out, &b64.encode(id));
+        json::write_str(out, &b64.encode(id));
         out.extend_from_slice(b",\"key\":");
-        crate::json::write_str(out, &key);
+        json::write_str(out, &key);
         if l.tiled.is_some() {
             out.extend_from_slice(b",\"monitoring_url\":");
-            crate::json::write_str(out, &url);
+            json::write_str(out, &url);
             out.extend_from_slice(b",\"submission_url\":");
-            crate::json::write_str(out, &url);
+            json::write_str(out, &url);
             out.extend_from_slice(b",\"mmd\":60");
         } else {
             out.extend_from_slice(b",\"url\":");
-            crate::json::write_str(out, &url);
+            json::write_str(out, &url);
             out.extend_from_slice(b",\"mmd\":86400");
         }
         out.extend_from_slice(b",\"state\":{\"usable\":{\"timestamp\":\"2026-01-01T00:00:00Z\"}}}");
@@ -960,11 +1004,11 @@ impl State {
     fn log_status(&self, log: &SimLog, out: &mut Vec<u8>) {
         let (rate, max) = log.growth();
         out.extend_from_slice(b"{\"name\":");
-        crate::json::write_str(out, &log.name);
+        json::write_str(out, &log.name);
         out.extend_from_slice(b",\"url\":");
-        crate::json::write_str(out, &format!("{}logs/{}/", self.base_url, log.name));
+        json::write_str(out, &format!("{}logs/{}/", self.base_url, log.name));
         out.extend_from_slice(b",\"kind\":");
-        crate::json::write_str(
+        json::write_str(
             out,
             match log.kind() {
                 LogKind::Rfc6962 => "rfc6962",
