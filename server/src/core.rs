@@ -25,7 +25,7 @@ pub fn run_core(
     shared: Arc<Shared>,
 ) -> std::io::Result<()> {
     let uring = match shared.config.driver {
-        Driver::Auto => monoio::utils::detect_uring(),
+        Driver::Auto => crate::shared::io_uring_available(),
         Driver::IoUring => true,
         Driver::Legacy => false,
     };
@@ -35,13 +35,14 @@ pub fn run_core(
             .with_entries(4096)
             .enable_timer()
             .build()?;
-        counters.io_uring.store(1, Relaxed);
+        counters.driver.store(1, Relaxed);
         tracing::info!(core = id, driver = "io_uring", "serving core started");
         rt.block_on(core_main(id, listener, ring, shared))
     } else {
         let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
             .enable_timer()
             .build()?;
+        counters.driver.store(2, Relaxed);
         tracing::info!(core = id, driver = "legacy (epoll)", "serving core started");
         rt.block_on(core_main(id, listener, ring, shared))
     }

@@ -64,10 +64,10 @@ pub fn stats(shared: &Shared) -> Vec<u8> {
         let _ = write!(
             out,
             "{{\"core\":{i},\"driver\":\"{}\",\"clients\":{},\"ring_dropped\":{},\"stream_log\":{{\"certificates\":{},\"bytes\":{},\"tail_cursor\":{},\"next_cursor\":{},\"evicted\":{}}}}}",
-            if c.io_uring.load(Relaxed) == 1 {
-                "io_uring"
-            } else {
-                "legacy"
+            match c.driver.load(Relaxed) {
+                0 => "starting",
+                1 => "io_uring",
+                _ => "legacy",
             },
             c.clients.iter().map(|v| v.load(Relaxed)).sum::<u64>(),
             shared.hub.rings[i].dropped.load(Relaxed),

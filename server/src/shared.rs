@@ -96,8 +96,8 @@ pub struct CoreCounters {
     pub handshake_timeouts: AtomicU64,
     /// Connections refused by the connection limits.
     pub rejected: AtomicU64,
-    /// 1 when this core runs on io_uring.
-    pub io_uring: AtomicU64,
+    /// The driver this core runs on: 0 while it starts, then 1 io_uring, 2 legacy (epoll).
+    pub driver: AtomicU64,
 }
 
 /// What every core shares (read-mostly; nothing on the per-message path).
@@ -185,4 +185,9 @@ impl Drop for Admission {
             }
         }
     }
+}
+
+/// Whether this kernel offers io_uring (what [`Driver::Auto`] picks by).
+pub fn io_uring_available() -> bool {
+    monoio::utils::detect_uring()
 }

@@ -429,3 +429,132 @@ fn cursors_continue_after_a_clean_stop_and_jump_ahead_after_a_crash() {
     assert!(cursor_of(&next_text(&mut c)) >= first);
     server.shutdown().unwrap();
 }
+
+/// Reads messages until the cursor `until`; asserts each is the last + 1.
+fn read_consecutive(c: &mut Ws, mut last: u64, until: u64) -> u64 {
+    while last < until {
+        let cur = cursor_of(&next_text(c));
+        assert_eq!(cur, last + 1, "every cursor once, in order");
+        last = cur;
+    }
+    last
+}
+
+#[test]
+fn a_client_back_after_ten_seconds_with_since_misses_nothing_on_every_stream_and_driver() {
+    use certstream_server::shared::Driver;
+    let runs: Vec<_> = [Driver::IoUring, Driver::Legacy]
+        .into_iter()
+        .map(|driver| {
+            std::thread::spawn(move || {
+                let mut cfg = serve_config();
+                cfg.driver = driver;
+                let server = start(100.0, cfg);
+                let addr = server.addr;
+                let drivers = || {
+                    get_json(addr, "/stats")["cores"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|c| c["driver"].as_str().unwrap().to_owned())
+                        .collect::<Vec<_>>()
+                };
+                wait_until("every core started", || {
+                    drivers().iter().all(|d| d != "starting")
+                });
+                let drivers = drivers();
+                let paths = ["/", "/full-stream", "/domains-only"];
+                let lasts: Vec<u64> = paths
+                    .iter()
+                    .map(|p| {
+                        let mut c = ws(addr, p);
+                        let first = cursor_of(&next_text(&mut c));
+                        read_consecutive(&mut c, first, first + 20)
+                        // dropped here: the client goes away
+                    })
+                    .collect();
+                std::thread::sleep(Duration::from_secs(10));
+                let head = get_json(addr, "/stats")["cursor"]["next"].as_u64().unwrap();
+                for (p, last) in paths.iter().zip(&lasts) {
+                    assert!(head > last + 500, "ten seconds of stream went by");
+                    let mut c = ws(addr, &format!("{p}?since={last}"));
+                    read_consecutive(&mut c, *last, head + 20);
+                }
+                let stats = get_json(addr, "/stats");
+                assert_eq!(stats["resumed"], 3);
+                assert_eq!(stats["resume_gaps"], 0);
+                server.shutdown().unwrap();
+                drivers
+            })
+        })
+        .collect();
+    let drivers: Vec<Vec<String>> = runs.into_iter().map(|r| r.join().unwrap()).collect();
+    // The io_uring run ran on io_uring where the kernel has it; the legacy one on epoll.
+    assert!(drivers[1].iter().all(|d| d == "legacy"), "{drivers:?}");
+    if certstream_server::shared::io_uring_available() {
+        assert!(drivers[0].iter().all(|d| d == "io_uring"), "{drivers:?}");
+    }
+}
+
+#[test]
+fn a_burst_of_five_thousand_reaches_two_hundred_readers_whole() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sim = rt
+        .block_on(certstream_sim::start(SimConfig {
+            logs: vec![LogConfig {
+                name: "burst".into(),
+                source: Source::Generated(64),
+                initial_size: 0,
+                rate: 0.0,
+                batch_cap: 1024,
+                ..LogConfig::default()
+            }],
+            ..SimConfig::default()
+        }))
+        .unwrap();
+    let cfg = Config {
+        ingest: IngestConfig {
+            log_list: sim.log_list_url.clone(),
+            watcher: WatcherConfig {
+                start: StartAt::Index(0),
+                operator_rate: 0.0,
+                ..WatcherConfig::default() // the default 5 s poll interval
+            },
+            ..IngestConfig::default()
+        },
+        positions_file: None,
+        demo: None,
+        serve: serve_config(),
+    };
+    let listener = listen::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let server = certstream_server::start(cfg, listener).unwrap();
+    let addr = server.addr;
+    let readers: Vec<_> = (0..200)
+        .map(|_| {
+            let mut c = ws(addr, "/");
+            std::thread::spawn(move || {
+                let first = cursor_of(&next_text(&mut c));
+                assert_eq!(first, 1, "the burst's first certificate");
+                read_consecutive(&mut c, first, 5000)
+            })
+        })
+        .collect();
+    wait_until("200 clients", || {
+        get_json(addr, "/stats")["clients"]["total"] == 200
+    });
+    // 5,000 entries appear at once; the next poll fetches them in one go.
+    sim.logs[0].set_growth(1e12, Some(5000));
+    for r in readers {
+        assert_eq!(r.join().unwrap(), 5000);
+    }
+    let stats = get_json(addr, "/stats");
+    assert_eq!(stats["dropped"]["client_lag"], 0);
+    assert_eq!(stats["dropped"]["core_rings"], 0);
+    assert_eq!(stats["processed_certificates"], 5000);
+    server.shutdown().unwrap();
+    sim.stop();
+}
