@@ -5,17 +5,19 @@
 # writes them, with the command and versions, into perf/runs/<date>-<host>/.
 #
 # usage: perf/fanout.sh [CLIENTS=1000] [RATE=500] [STREAM=/] [SECONDS=20] [-- server args]
+# FEED=realistic: the public feed's shape instead of one log (start_realistic_sim in lib.sh);
+# the delivered share is then counted against what the service published in the window.
 source "$(dirname "$0")/lib.sh"
 CLIENTS=${1:-1000}; RATE=${2:-500}; STREAM=${3:-/}; SECS=${4:-20}
 shift $(( $# < 4 ? $# : 4 )); [[ "${1:-}" == "--" ]] && shift
 PORT=${PORT:-4400}
 case "$STREAM" in /full-stream*) KIND=full ;; /domains-only*) KIND=domains ;; *) KIND=lite ;; esac
-NAME=fanout-$CLIENTS-$KIND
+NAME=fanout-$CLIENTS-$KIND${FEED:+-$FEED}${NAME_SUFFIX:-}
 need_tool python3 python3
 build
 [[ "${FLAME:-}" == 1 ]] && FLAME=$NAME
 profiler_setup "${FLAME:-$NAME}"
-start_sim "$RATE"
+if [[ "${FEED:-}" == realistic ]]; then start_realistic_sim "$RATE"; else start_sim "$RATE"; fi
 start_server "$PORT" "$@"
 sleep 1
 echo "connecting $CLIENTS clients to $STREAM, measuring ${SECS}s..." >&2
@@ -24,6 +26,16 @@ ${CLIENT_CPUS:+taskset -c "$CLIENT_CPUS"} "$BIN/loadclient" --addr "127.0.0.1:$P
     --duration "$SECS" --server-pid "$SERVER_PID" --threads "${LC_THREADS:-1}" \
     >"$RUN/$NAME.json" 2> >(tee "$RUN/$NAME.client.log" >&2) &
 LOADCLIENT=$!
+# What the service published during the measured window (the load client measures from its
+# warm-up's end): for a bursty feed, the offered stream is what was published, not the rate.
+(
+    for _ in $(seq 1200); do grep -q "clients connected" "$RUN/$NAME.client.log" 2>/dev/null && break; sleep 0.25; done
+    sleep 3
+    metric "$PORT" certstream_certificates_processed_total >"$RUN/$NAME-published0"
+    sleep "$SECS"
+    metric "$PORT" certstream_certificates_processed_total >"$RUN/$NAME-published1"
+) &
+PUBLISHED=$!
 if [[ -n "${FLAME:-}" ]]; then
     # Profile the service inside the measured window (FLAME=1 names it after the run).
     for _ in $(seq 1200); do grep -q "clients connected" "$RUN/$NAME.client.log" 2>/dev/null && break; sleep 0.25; done
@@ -31,18 +43,23 @@ if [[ -n "${FLAME:-}" ]]; then
     profile_window "$FLAME" "$SERVER_PID" "$(( SECS > 12 ? 10 : SECS - 2 ))" || true
 fi
 wait "$LOADCLIENT"
+wait "$PUBLISHED" || true
 http_get "$PORT" /stats >"$RUN/$NAME-stats.json" 2>/dev/null || true
 cleanup; PIDS=()
 echo "iperf3 on loopback (the limit)..." >&2
 iperf3_limit
 {
     echo "command: ${POLL:+POLL=$POLL }${SERVER_CPUS:+SERVER_CPUS=$SERVER_CPUS }${CLIENT_CPUS:+CLIENT_CPUS=$CLIENT_CPUS }perf/fanout.sh $CLIENTS $RATE $STREAM $SECS $*"
-    echo "poll interval: ${POLL:-5 (the service default)} s"
+    echo "poll interval: ${POLL:-5 (the service default)} s${FEED:+; feed: $FEED}"
     versions
 } >"$RUN/$NAME.txt"
-python3 - "$RUN/$NAME.json" "$RUN/iperf3.json" "$RATE" "$CLIENTS" "$RUN/$NAME-stats.json" >>"$RUN/$NAME.txt" <<'PY'
+python3 - "$RUN/$NAME.json" "$RUN/iperf3.json" "$RATE" "$CLIENTS" "$RUN/$NAME-stats.json" "$RUN/$NAME-published0" "$RUN/$NAME-published1" "$SECS" >>"$RUN/$NAME.txt" <<'PY'
 import json, sys
 lc = json.load(open(sys.argv[1]))
+try:
+    published = (float(open(sys.argv[7]).read()) - float(open(sys.argv[6]).read())) / float(sys.argv[8])
+except Exception:
+    published = float("nan")
 try:
     st = json.load(open(sys.argv[5]))
     drops = f'{st["dropped"]["core_rings"]:,} certificates at core rings, {st["dropped"]["client_lag"]:,} frames skipped by clients behind the stream log, {st["slow_clients_closed"]} slow clients closed (whole run)'
@@ -76,6 +93,7 @@ rows = [
     ("clients connected", f'{lc["connected"]} of {clients}'),
     ("offered messages/s", f"{offered:,.0f}"),
     ("delivered messages/s", f'{lc["certificate_frames_per_second"]:,.0f} ({100*delivered:.1f} % of offered)'),
+    ("published in the window, certificates/s", f"{published:,.1f} (delivered = {100*lc['certificate_frames_per_second']/(published*clients):.1f} % of published x clients)" if published == published and published > 0 else "unknown"),
     ("delivered MB/s", f'{lc["bytes_per_second"]/1e6:,.1f}'),
     ("latency p50 / p99 / max (ms)", f'{lc["latency_p50_ms"]} / {lc["latency_p99_ms"]} / {lc["latency_max_ms"]}'),
     ("server CPU-seconds per GB", f"{cpu_gb:.3f}"),

@@ -31,6 +31,30 @@ start_sim() {
     echo "simulator: $LOG_LIST ($rate certificates/s, batches of 256, real corpus entries)" >&2
 }
 
+# start_realistic_sim RATE: the public feed's shape at RATE certificates/s in all: 24 RFC 6962
+# logs and 2 static-ct-api logs, two big ones carrying half the stream, batch caps from 32 to
+# 1,024, and some logs answering 429 (with Retry-After 30 s: they then return thousands of
+# entries at once), 503 or slowly; real corpus entries. Sets LOG_LIST like start_sim.
+start_realistic_sim() {
+    local rate=$1 args=() caps=(1024 256 32 64 100 512 256 1024) i
+    for i in $(seq 0 25); do
+        if (( i < 2 )); then
+            args+=(--rate "$(python3 -c "print($rate * 0.25)")")
+        else
+            args+=(--rate "$(python3 -c "print($rate * 0.5 / 24)")")
+        fi
+        args+=(--batch-cap "${caps[$(( i % 8 ))]}")
+        case $(( i % 6 )) in
+            1) args+=(--faults "429=0.02,retry-after=30") ;;
+            3) args+=(--faults "503=0.05,slow=0.05,slow-ms=800") ;;
+            5) args+=(--faults "429=0.05,retry-after-omit=1") ;;
+            *) args+=(--faults "") ;;
+        esac
+    done
+    sim_up --source "$CORPUS/get-entries" --logs 24 --static-ct 2 --initial-size 0 "${args[@]}"
+    echo "simulator: $LOG_LIST (realistic feed: 26 logs, $rate certificates/s in all, batch caps 32-1024, 429/503/slow faults)" >&2
+}
+
 # sim_up [args...]: starts ctlog-sim with exactly these arguments; sets LOG_LIST, SIM_URL
 # (its base URL, for /control) and SIM_PID.
 sim_up() {

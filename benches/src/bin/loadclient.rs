@@ -8,6 +8,9 @@
 //! The client is deliberately lean (a raw RFC 6455 client: handshake, then frame headers)
 //! so that it costs as little of the shared machine as possible.
 //!
+//! `--stall`: clients that complete the upgrade and never read (the server's memory per
+//! connection it cannot send to).
+//!
 //! `--churn`: instead, `--clients` client slots for `--duration` seconds, each connecting (to
 //! a stream picked at random from `--paths`), reading for a random stay, leaving (half with a
 //! close frame, half by dropping the connection), pausing, and connecting again: the memory
@@ -58,6 +61,10 @@ struct Args {
     /// Churn mode (see the module docs).
     #[arg(long)]
     churn: bool,
+    /// Clients that never read after the upgrade (stalled: RSS per connection of clients
+    /// the server cannot send to).
+    #[arg(long)]
+    stall: bool,
     /// Churn: streams to pick from at random, comma separated (default: --path).
     #[arg(long)]
     paths: Option<String>,
@@ -112,6 +119,14 @@ async fn client(
         .await
         .map_err(|e| anyhow::anyhow!("handshake: {e:#}"))?;
     totals.connected.fetch_add(1, Relaxed);
+    if args.stall {
+        // Hold the connection open and never read from it.
+        while !stop.load(Relaxed) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        drop((s, buf));
+        return Ok(());
+    }
     let sample = id % args.sample_every.max(1) == 0;
     let mut lat = Vec::new();
     let (mut frames, mut certs, mut bytes) = (0u64, 0u64, 0u64);
