@@ -83,9 +83,10 @@ start_server() {
 server_up() {
     local port=$1; shift
     # SERVER_CPUS pins the service (taskset -c), e.g. SERVER_CPUS=0 with `-- --cores 1`;
-    # SERVER_WRAP runs it under a tool (profiler_setup sets it for callgrind).
+    # SERVER_WRAP runs it under a tool (profiler_setup sets it for callgrind); SERVER_BIN runs
+    # another build of the service (e.g. an earlier commit's, built in a git worktree).
     # shellcheck disable=SC2086
-    ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} ${SERVER_WRAP:-} "$BIN/certstream-server" --log-list "$LOG_LIST" --port "$port" --host 127.0.0.1 "$@" ${SERVER_EXTRA:-} \
+    ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} ${SERVER_WRAP:-} "${SERVER_BIN:-$BIN/certstream-server}" --log-list "$LOG_LIST" --port "$port" --host 127.0.0.1 "$@" ${SERVER_EXTRA:-} \
         >>"${SERVER_LOG:-$RUN/server.log}" 2>&1 &
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")

@@ -10,7 +10,6 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use certstream_engine::http::ClientConfig;
 use certstream_engine::ingest::IngestConfig;
 use certstream_engine::watcher::{StartAt, WatcherConfig};
 use certstream_server::shared::CoreConfig;
@@ -233,41 +232,13 @@ fn a_bad_since_gets_400_with_its_reason_before_the_upgrade() {
 /// The service with the default poll interval (5 s) over a simulated log growing by `rate`
 /// certificates per second: the watcher fetches `5 * rate` at once.
 fn start_default_poll(rate: f64, serve: CoreConfig) -> Server {
-    let cfg = Config {
-        ingest: IngestConfig {
-            client: ClientConfig {
-                timeout: Duration::from_secs(5),
-                ..ClientConfig::default()
-            },
-            watcher: WatcherConfig {
-                start: StartAt::Index(0),
-                operator_rate: 0.0,
-                ..WatcherConfig::default()
-            },
-            ..IngestConfig::default()
-        },
-        positions_file: None,
-        demo: Some(SimConfig {
-            logs: vec![LogConfig {
-                name: "bursty".into(),
-                source: Source::Generated(64),
-                initial_size: 0,
-                rate,
-                max_size: None,
-                batch_cap: 1024,
-                ..LogConfig::default()
-            }],
-            ..SimConfig::default()
-        }),
-        serve,
-    };
-    assert_eq!(
-        cfg.ingest.watcher.poll_interval,
-        Duration::from_secs(5),
-        "the default poll interval"
-    );
-    let listener = listen::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    certstream_server::start(cfg, listener).unwrap()
+    let mut cfg = config(rate, serve);
+    cfg.ingest.watcher.poll_interval = WatcherConfig::default().poll_interval;
+    assert_eq!(cfg.ingest.watcher.poll_interval, Duration::from_secs(5));
+    if let Some(sim) = &mut cfg.demo {
+        sim.logs[0].batch_cap = 1024;
+    }
+    start_config(cfg)
 }
 
 /// A full-stream client with a small receive buffer that reads at most `rate` messages per
@@ -347,36 +318,12 @@ fn a_burst_at_the_default_poll_interval_is_absorbed_by_the_stream_log() {
 }
 
 fn start_with_positions(path: &std::path::Path) -> Server {
-    let mut cfg_server = serve_config();
-    cfg_server.cores = 1;
-    let cfg = Config {
-        ingest: IngestConfig {
-            watcher: WatcherConfig {
-                poll_interval: Duration::from_millis(100),
-                start: StartAt::Index(0),
-                operator_rate: 0.0,
-                ..WatcherConfig::default()
-            },
-            save_interval: Duration::from_millis(200),
-            ..IngestConfig::default()
-        },
-        positions_file: Some(path.to_owned()),
-        demo: Some(SimConfig {
-            logs: vec![LogConfig {
-                name: "restart".into(),
-                source: Source::Generated(64),
-                initial_size: 0,
-                rate: 200.0,
-                max_size: None,
-                batch_cap: 256,
-                ..LogConfig::default()
-            }],
-            ..SimConfig::default()
-        }),
-        serve: cfg_server,
-    };
-    let listener = listen::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    certstream_server::start(cfg, listener).unwrap()
+    let mut serve = serve_config();
+    serve.cores = 1;
+    let mut cfg = config(200.0, serve);
+    cfg.positions_file = Some(path.to_owned());
+    cfg.ingest.save_interval = Duration::from_millis(200);
+    start_config(cfg)
 }
 
 #[test]

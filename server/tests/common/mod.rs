@@ -17,14 +17,12 @@ use serde_json::Value;
 /// Starts the service on `127.0.0.1:0` with an in-process simulated log growing by `rate`
 /// certificates per second.
 pub fn start(rate: f64, serve: CoreConfig) -> Server {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_test_writer()
-        .try_init();
-    let cfg = Config {
+    start_config(config(rate, serve))
+}
+
+/// The configuration [`start`] uses: the simulated log polled every 100 ms from index 0.
+pub fn config(rate: f64, serve: CoreConfig) -> Config {
+    Config {
         ingest: IngestConfig {
             client: ClientConfig {
                 timeout: Duration::from_secs(5),
@@ -52,7 +50,18 @@ pub fn start(rate: f64, serve: CoreConfig) -> Server {
             ..SimConfig::default()
         }),
         serve,
-    };
+    }
+}
+
+/// Starts the service on `127.0.0.1:0` with `cfg`.
+pub fn start_config(cfg: Config) -> Server {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
     let listener = listen::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     certstream_server::start(cfg, listener).unwrap()
 }
