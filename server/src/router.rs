@@ -18,8 +18,9 @@ use crate::http::{self, HttpError, Route, StreamKind};
 use crate::report;
 use crate::shared::Admission;
 
-/// Bytes a client's reader reads at once (client frames are pings and closes: small).
-const READ_BUFFER: usize = 1024;
+/// Bytes a client's reader reads at once (client frames are pongs, pings and closes: a
+/// few bytes each; a larger frame is read in several pieces).
+const READ_BUFFER: usize = 256;
 
 /// Reads the request head: `(request, bytes after the head)`.
 async fn read_head(
@@ -82,7 +83,11 @@ pub async fn handle(
                 Ok(resp) => {
                     let (res, _) = stream.write_all(resp).await;
                     if res.is_ok() {
-                        websocket(core, stream, peer, kind, since, leftover).await;
+                        // Its own task: what this one held for the request goes now,
+                        // not when the connection ends (a client is a few KiB).
+                        monoio::spawn(websocket(
+                            core, stream, peer, kind, since, leftover, _admission,
+                        ));
                     }
                 }
                 Err(e) => {
@@ -177,6 +182,7 @@ async fn websocket(
     kind: StreamKind,
     since: Option<u64>,
     leftover: Vec<u8>,
+    _admission: Admission,
 ) {
     let cfg = &core.shared.config;
     let conn = Rc::new(Conn::new(kind, peer, stream.as_raw_fd(), core.start(since)));
