@@ -49,7 +49,7 @@ cleanup; PIDS=()
 echo "iperf3 on loopback (the limit)..." >&2
 iperf3_limit
 {
-    echo "command: ${POLL:+POLL=$POLL }${SERVER_CPUS:+SERVER_CPUS=$SERVER_CPUS }${CLIENT_CPUS:+CLIENT_CPUS=$CLIENT_CPUS }perf/fanout.sh $CLIENTS $RATE $STREAM $SECS $*"
+    echo "command: ${FEED:+FEED=$FEED }${SERVER_BIN:+SERVER_BIN=$SERVER_BIN }${POLL:+POLL=$POLL }${SERVER_CPUS:+SERVER_CPUS=$SERVER_CPUS }${CLIENT_CPUS:+CLIENT_CPUS=$CLIENT_CPUS }perf/fanout.sh $CLIENTS $RATE $STREAM $SECS $*"
     echo "poll interval: ${POLL:-5 (the service default)} s${FEED:+; feed: $FEED}"
     versions
 } >"$RUN/$NAME.txt"
@@ -62,7 +62,9 @@ except Exception:
     published = float("nan")
 try:
     st = json.load(open(sys.argv[5]))
-    drops = f'{st["dropped"]["core_rings"]:,} certificates at core rings, {st["dropped"]["client_lag"]:,} frames skipped by clients behind the stream log, {st["slow_clients_closed"]} slow clients closed (whole run)'
+    d = st["dropped"]
+    lag = f'{d["client_lag"]:,} frames skipped by clients behind the stream log' if "client_lag" in d else f'{d["client_queues"]:,} frames dropped from client queues'
+    drops = f'{d["core_rings"]:,} certificates at core rings, {lag}, {st["slow_clients_closed"]} slow clients closed (whole run)'
 except Exception as e:
     drops = f"unknown ({e})"
 rate, clients = float(sys.argv[3]), int(sys.argv[4])
