@@ -12,7 +12,7 @@ CLIENTS=${1:-1000}; RATE=${2:-500}; STREAM=${3:-/}; SECS=${4:-20}
 shift $(( $# < 4 ? $# : 4 )); [[ "${1:-}" == "--" ]] && shift
 PORT=${PORT:-4400}
 case "$STREAM" in /full-stream*) KIND=full ;; /domains-only*) KIND=domains ;; *) KIND=lite ;; esac
-NAME=fanout-$CLIENTS-$KIND${FEED:+-$FEED}${NAME_SUFFIX:-}
+NAME=fanout-$CLIENTS-$KIND${FEED:+-$FEED}${POLL:+-poll$POLL}${NAME_SUFFIX:-}
 need_tool python3 python3
 build
 [[ "${FLAME:-}" == 1 ]] && FLAME=$NAME
