@@ -146,7 +146,7 @@ pub async fn run(
     let p = positions.clone();
     tokio::task::spawn_blocking(move || p.save())
         .await
-        .map_err(|e| Error::Protocol(e.to_string()))??;
+        .map_err(|e| Error::io("positions file", std::io::Error::other(e)))??;
     tracing::info!("ingest stopped; positions saved");
     Ok(())
 }

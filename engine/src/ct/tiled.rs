@@ -68,7 +68,7 @@ impl Issuers {
         if checkpoint::sha256(&r.body) != *fp {
             ctx.stats.bad_responses.fetch_add(1, Relaxed);
             return Err(Failure {
-                error: Error::Protocol(format!("{url}: body does not hash to its fingerprint")),
+                error: Error::Protocol("an issuer's body does not hash to its fingerprint"),
                 retry_after: None,
             });
         }

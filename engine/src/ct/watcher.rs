@@ -39,10 +39,10 @@ async fn get_sth(ctx: &Ctx, log: &Log) -> Result<u64, Failure> {
     let url = format!("{}ct/v1/get-sth", log.source.url);
     let r = get(ctx, log, &url).await?;
     let mut body = r.body.to_vec();
-    let sth: Sth = simd_json::serde::from_slice(&mut body).map_err(|e| {
+    let sth: Sth = simd_json::serde::from_slice(&mut body).map_err(|_| {
         ctx.stats.bad_responses.fetch_add(1, Relaxed);
         Failure {
-            error: Error::Json(format!("get-sth from {url}: {e}")),
+            error: Error::Protocol("get-sth answer is not the expected JSON"),
             retry_after: None,
         }
     })?;
@@ -141,18 +141,17 @@ fn publish_body(
     start: u64,
     requested: u64,
 ) -> Result<u64, Failure> {
-    let bad = |msg: String| {
+    let bad = |error: Error| {
         ctx.stats.bad_responses.fetch_add(1, Relaxed);
         Failure {
-            error: Error::Protocol(msg),
+            error,
             retry_after: None,
         }
     };
     let mut body = body.to_vec();
-    let entries = leaf::parse_get_entries(&mut body)
-        .map_err(|e| bad(format!("get-entries at {start}: {e}")))?;
+    let entries = leaf::parse_get_entries(&mut body).map_err(bad)?;
     if entries.is_empty() {
-        return Err(bad(format!("get-entries at {start}: no entries")));
+        return Err(bad(Error::Protocol("get-entries answer holds no entries")));
     }
     let n = (entries.len() as u64).min(requested);
     if entries.len() as u64 > requested {
