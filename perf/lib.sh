@@ -7,6 +7,28 @@ PROFILE=${PROFILE:-profiling}
 RUN=${RUN:-perf/runs/$(date +%F)-$(hostname)}
 mkdir -p "$RUN"
 BIN=${CARGO_TARGET_DIR:-target}/$PROFILE
+
+# Every record names the commit it measured: the tree as the script started. The records'
+# own output (perf/runs/, flamegraphs/) does not count as a change. With any other change
+# (tracked or untracked) the script refuses to run, unless PERF_ALLOW_DIRTY=1: then the
+# changes are saved beside the record, as $RUN/<script>-<time>-<commit>.diff, and the record
+# names that file, so that it can still be tied to what was built.
+OUTPUTS=(':(exclude)perf/runs' ':(exclude)flamegraphs')
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [[ $COMMIT != unknown ]] && { ! git diff --quiet HEAD -- . "${OUTPUTS[@]}" ||
+    [[ -n $(git ls-files --others --exclude-standard -- . "${OUTPUTS[@]}") ]]; }; then
+    if [[ -z "${PERF_ALLOW_DIRTY:-}" ]]; then
+        echo "perf: the tree has uncommitted changes (git status); commit them so that the record names what it measured, or set PERF_ALLOW_DIRTY=1 to save them beside the record" >&2
+        exit 1
+    fi
+    DIFF=$RUN/$(basename "$0" .sh)-$(date +%H%M%S)-$COMMIT.diff
+    {
+        git diff HEAD -- . "${OUTPUTS[@]}"
+        git ls-files --others --exclude-standard -z -- . "${OUTPUTS[@]}" |
+            xargs -0 -r -n1 git diff --no-index /dev/null || true
+    } >"$DIFF"
+    COMMIT="$COMMIT+dirty, with $DIFF"
+fi
 PIDS=()
 cleanup() { for p in "${PIDS[@]:-}"; do [[ -n "$p" ]] && kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
@@ -168,7 +190,7 @@ versions() {
         echo "host: $(hostname); $(nproc) cores; $(uname -sr); $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
         echo "memory: $(free -g | awk '/Mem:/ {print $2}') GiB"
         echo "rustc: $(rustc --version)"
-        echo "certstream: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo '+dirty')"
+        echo "certstream: $COMMIT"
         echo "iperf3: $(iperf3 --version 2>/dev/null | head -1 || echo none)"
     }
 }

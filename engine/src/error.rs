@@ -1,11 +1,15 @@
-//! The engine's error type. Variants are small and carry no allocation on the hot paths
-//! (`&'static str` says what and where); I/O and network variants carry their source.
+//! The engine's one error type.
+//!
+//! Variants on the decode path (every response body, entry, tile, checkpoint and
+//! certificate) carry no allocation: a `&'static str` says what and where, so a bad input
+//! costs nothing to report. The variants that carry a `String` are off that path: a failed
+//! request, which is followed by a backoff (`Http`, `Status`: the URL), and setup or shutdown
+//! (`Json` for the positions file, `LogList`, `Tls`, `Io`: the path and the reason).
 
 /// Everything that can go wrong between a CT log and a frame.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A JSON body (get-entries, get-sth, log list, positions) does not parse or has the
-    /// wrong shape.
+    /// The positions file does not parse or has the wrong shape (read once, at start).
     #[error("bad JSON: {0}")]
     Json(String),
     /// A base64 field does not decode.
@@ -21,19 +25,20 @@ pub enum Error {
     /// A log's public key (from the log list) is not one this build verifies with.
     #[error("unusable log key: {0}")]
     Key(&'static str),
-    /// A certificate does not parse.
-    #[error(transparent)]
-    X509(#[from] crate::x509::X509Error),
+    /// A certificate's DER does not parse (empty, truncated, not a SEQUENCE, no
+    /// certificate structure).
+    #[error("certificate DER does not parse: {0}")]
+    X509(&'static str),
     /// An HTTP request failed before a status arrived (connect, TLS, timeout, body).
     #[error("HTTP request to {url} failed: {reason}")]
     Http { url: String, reason: String },
     /// The log answered with an unexpected status.
     #[error("HTTP {status} from {url}")]
     Status { url: String, status: u16 },
-    /// A response is well-formed JSON but says something impossible (entries out of range,
-    /// shrinking tree).
+    /// A log's answer is not the JSON it should be, or says something impossible (no
+    /// entries, an issuer whose body does not hash to its fingerprint).
     #[error("log misbehaved: {0}")]
-    Protocol(String),
+    Protocol(&'static str),
     /// TLS configuration (CA file, certificates, keys).
     #[error("TLS setup: {0}")]
     Tls(String),

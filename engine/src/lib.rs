@@ -6,9 +6,10 @@
 //!   - [`loglist`]: Google's v3 log list → the logs to watch.
 //!   - [`ingest`]: the supervisor: log list refresh, one watcher per log, position saving.
 //!   - [`http`]: the HTTPS client (rustls) every watcher shares.
-//!   - [`watcher`]: one task per RFC 6962 log: `get-sth`, `get-entries`, backoff, rate limits.
-//!   - [`tiled`]: one task per static-ct-api log: checkpoint, data tiles, issuers; the same
-//!     backoff, rate limits, positions and publishing as [`watcher`].
+//!   - [`fetch`]: the fetch pipeline every watcher runs: ranges in flight, consumed in order,
+//!     backoff, rate limits, positions, publishing; a log kind says only what differs.
+//!   - [`watcher`]: RFC 6962 logs: `get-sth`, `get-entries` batches, the learned batch cap.
+//!   - [`tiled`]: static-ct-api logs: verified checkpoints, data tiles, issuers.
 //!   - [`checkpoint`]: static-ct-api checkpoints (signed notes) → a verified tree size.
 //!   - [`leaf`]: `get-entries` bodies → `MerkleTreeLeaf` + `extra_data` → DER certificates.
 //!   - [`tile`]: static-ct-api data tiles → `TileLeaf`s → the same entries as [`leaf`].
@@ -38,7 +39,7 @@ pub mod hub;
 pub mod stats;
 
 pub use cert::x509;
-pub use ct::{checkpoint, http, ingest, leaf, loglist, positions, tile, tiled, watcher};
+pub use ct::{checkpoint, fetch, http, ingest, leaf, loglist, positions, tile, tiled, watcher};
 pub use encode::{frame, json};
 
 pub use error::Error;

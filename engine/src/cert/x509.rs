@@ -27,6 +27,8 @@ use std::fmt::Write;
 
 use name::Attr;
 
+use crate::error::Error;
+
 /// A distinguished name as certstream prints it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Name {
@@ -58,15 +60,9 @@ pub struct CertFields {
     pub all_domains: Vec<String>,
 }
 
-/// Why a certificate could not be turned into fields.
-#[derive(Debug, thiserror::Error)]
-pub enum X509Error {
-    #[error("certificate DER does not parse: {0}")]
-    Der(String),
-    /// The input is not a DER certificate at all (empty, truncated, not a SEQUENCE...).
-    #[error("certificate DER does not parse: {0}")]
-    Malformed(&'static str),
-}
+/// Why a certificate could not be turned into fields: always [`Error::X509`] (the crate's one
+/// error type; this name is kept for the code that already uses it).
+pub type X509Error = Error;
 
 /// A validity time: (universal tag, content octets).
 type RawTime<'a> = (u32, &'a [u8]);
@@ -83,21 +79,21 @@ struct RawCert<'a> {
 }
 
 /// Parses one DER certificate into its certstream fields.
-pub fn parse_cert(der: &[u8]) -> Result<CertFields, X509Error> {
+pub fn parse_cert(der: &[u8]) -> Result<CertFields, Error> {
     parse_with(der, true)
 }
 
 /// The same without the `x509-parser` pass: only the lenient walker. The corpus tests run
 /// both to keep the two paths in agreement.
 #[doc(hidden)]
-pub fn parse_cert_lenient(der: &[u8]) -> Result<CertFields, X509Error> {
+pub fn parse_cert_lenient(der: &[u8]) -> Result<CertFields, Error> {
     parse_with(der, false)
 }
 
-fn parse_with(der: &[u8], use_x509_parser: bool) -> Result<CertFields, X509Error> {
-    let outer = der::first(der).map_err(|_| X509Error::Malformed("not a DER element"))?;
+fn parse_with(der: &[u8], use_x509_parser: bool) -> Result<CertFields, Error> {
+    let outer = der::first(der).map_err(|_| Error::X509("not a DER element"))?;
     if !outer.is_universal(der::SEQUENCE) || !outer.constructed {
-        return Err(X509Error::Malformed("not a SEQUENCE"));
+        return Err(Error::X509("not a SEQUENCE"));
     }
     // The certificate's own encoding: what d2i_X509 read and i2d_X509 gives back.
     let cert_der = outer.raw;
@@ -111,7 +107,7 @@ fn parse_with(der: &[u8], use_x509_parser: bool) -> Result<CertFields, X509Error
             }
         }
     }
-    let raw = walk(&outer).map_err(|_| X509Error::Malformed("certificate structure"))?;
+    let raw = walk(&outer).map_err(|_| Error::X509("certificate structure"))?;
     Ok(format(&raw, cert_der))
 }
 

@@ -17,13 +17,15 @@ use tokio::task::JoinHandle;
 
 use crate::checkpoint;
 use crate::error::Error;
+use crate::fetch::{self, Ctx, Log, RateLimiter, WatcherConfig};
 use crate::http::{self, ClientConfig, HttpClient};
+use crate::hub::Sink;
 use crate::json::LogSource;
 use crate::loglist::{self, LogInfo, LogKind, StateFilter};
 use crate::positions::Positions;
 use crate::stats::Stats;
 use crate::tiled;
-use crate::watcher::{self, Ctx, Log, RateLimiter, Sink, WatcherConfig};
+use crate::watcher;
 
 /// Everything the ingest side is configured with.
 #[derive(Debug, Clone)]
@@ -99,7 +101,7 @@ pub async fn run(
             // Every half interval, the positions as they were half an interval ago (see
             // `positions`: what they cover has reached the clients by then).
             let mut pending = None;
-            while watcher::sleep_or_stop(half, &mut stop).await {
+            while fetch::sleep_or_stop(half, &mut stop).await {
                 let Some(snapshot) = pending.replace(positions.snapshot()) else {
                     continue;
                 };
@@ -117,12 +119,12 @@ pub async fn run(
 
     let mut running: HashMap<String, Running> = HashMap::new();
     let mut limiters: HashMap<String, Arc<RateLimiter>> = HashMap::new();
-    let mut retry = watcher::Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
+    let mut retry = fetch::Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
     let resuming = !positions.snapshot().is_empty();
     if resuming && !cfg.resume_delay.is_zero() {
         tracing::info!(delay = ?cfg.resume_delay, "resuming saved positions after a pause, so that clients can reconnect first");
     }
-    let mut stopped = resuming && !watcher::sleep_or_stop(cfg.resume_delay, &mut shutdown).await;
+    let mut stopped = resuming && !fetch::sleep_or_stop(cfg.resume_delay, &mut shutdown).await;
     while !stopped {
         let wait = match load_list(&client, &cfg.log_list).await {
             Ok(all) => {
@@ -145,7 +147,7 @@ pub async fn run(
                 d
             }
         };
-        stopped = !watcher::sleep_or_stop(wait, &mut shutdown).await;
+        stopped = !fetch::sleep_or_stop(wait, &mut shutdown).await;
     }
 
     for (_, r) in running.iter() {
@@ -159,7 +161,7 @@ pub async fn run(
     let next_cursor = ctx.sink.next_cursor().unwrap_or(1);
     tokio::task::spawn_blocking(move || p.save(next_cursor))
         .await
-        .map_err(|e| Error::Protocol(e.to_string()))??;
+        .map_err(|e| Error::io("positions file", std::io::Error::other(e)))??;
     tracing::info!("ingest stopped; positions saved");
     Ok(())
 }

@@ -64,8 +64,8 @@ pub struct RawEntry<'a> {
 
 /// Parses a `get-entries` body in place (simd-json rewrites the buffer) into raw entries.
 pub fn parse_get_entries(body: &mut [u8]) -> Result<Vec<RawEntry<'_>>, Error> {
-    let parsed: Body<'_> =
-        simd_json::serde::from_slice(body).map_err(|e| Error::Json(e.to_string()))?;
+    let parsed: Body<'_> = simd_json::serde::from_slice(body)
+        .map_err(|_| Error::Protocol("get-entries body is not the expected JSON"))?;
     Ok(parsed.entries)
 }
 

@@ -7,9 +7,8 @@
 //!   origin, or carries no valid signature by the log's key is counted (`bad_checkpoints`),
 //!   retried with backoff, and never followed. A checkpoint smaller than one already verified
 //!   (a stale cache) does not move the tree back.
-//! - **Tiles.** From the position on: full data tiles, then the partial tile at the right
-//!   edge (`size mod 256` entries, `.p/<W>`). Up to `max_in_flight` tiles are fetched at
-//!   once and consumed strictly in order. A partial tile that is gone (404: the log has since
+//! - **Tiles.** A range is a data tile: from the position on, full data tiles, then the
+//!   partial tile at the right edge (`size mod 256` entries, `.p/<W>`). A partial tile that is gone (404: the log has since
 //!   filled it) is read from the full tile instead, up to the verified size. A tile that is
 //!   cut short, holds the wrong number of entries or does not decode is fetched again after
 //!   backoff, never skipped; a tile the position is inside of (a partial tile that grew, a
@@ -19,22 +18,20 @@
 //!   tile's entries are published only once all their issuers are known.
 //! - **Messages.** `cert_index` is the leaf index, `cert_link` the data tile's URL,
 //!   `source.url` the monitoring prefix (the log's key in [`crate::positions::Positions`]).
-//! - Backoff, `Retry-After` and the per-operator rate limit are the RFC 6962 watcher's.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use crate::checkpoint::{self, Checkpoint, Verifier};
 use crate::error::Error;
+use crate::fetch::{self, Ctx, Failure, Log, LogApi};
 use crate::json::{Encoder, Link};
 use crate::leaf::Entry;
 use crate::tile::{self, TileLeaf, TILE_WIDTH};
-use crate::watcher::{self, back_off, first_position, sleep_or_stop, Backoff, Ctx, Failure, Log};
 
 /// Issuers kept per log (a log has a handful; the cache starts over when full).
 const ISSUER_CACHE: usize = 256;
@@ -67,11 +64,11 @@ impl Issuers {
             return Ok(c.clone());
         }
         let url = format!("{}{}", log.source.url, tile::issuer_path(fp));
-        let r = watcher::get(ctx, log, &url).await?;
+        let r = fetch::get(ctx, log, &url).await?;
         if checkpoint::sha256(&r.body) != *fp {
             ctx.stats.bad_responses.fetch_add(1, Relaxed);
             return Err(Failure {
-                error: Error::Protocol(format!("{url}: body does not hash to its fingerprint")),
+                error: Error::Protocol("an issuer's body does not hash to its fingerprint"),
                 retry_after: None,
             });
         }
@@ -85,7 +82,7 @@ impl Issuers {
 
 async fn get_checkpoint(ctx: &Ctx, log: &Log, verifier: &Verifier) -> Result<Checkpoint, Failure> {
     let url = format!("{}checkpoint", log.source.url);
-    let r = watcher::get(ctx, log, &url).await?;
+    let r = fetch::get(ctx, log, &url).await?;
     verifier.verify(&r.body).map_err(|error| {
         ctx.stats.bad_checkpoints.fetch_add(1, Relaxed);
         Failure {
@@ -98,15 +95,15 @@ async fn get_checkpoint(ctx: &Ctx, log: &Log, verifier: &Verifier) -> Result<Che
 /// Fetches and decodes data tile `n`, of which the verified tree holds `width` entries.
 async fn fetch_tile(ctx: Arc<Ctx>, log: Arc<Log>, n: u64, width: u64) -> Result<Tile, Failure> {
     let mut url = format!("{}{}", log.source.url, tile::data_tile_path(n, width));
-    let mut r = watcher::request(&ctx, &log, &url).await?;
+    let mut r = fetch::request(&ctx, &log, &url).await?;
     let mut served = width;
     if r.status == 404 && width < TILE_WIDTH {
         // Logs may drop a partial tile once the full one exists; its first entries are the same.
         url = format!("{}{}", log.source.url, tile::data_tile_path(n, TILE_WIDTH));
-        r = watcher::request(&ctx, &log, &url).await?;
+        r = fetch::request(&ctx, &log, &url).await?;
         served = TILE_WIDTH;
     }
-    let r = watcher::check_status(&ctx, &url, r)?;
+    let r = fetch::check_status(&ctx, &url, r)?;
     let mut leaves = tile::decode_tile(&r.body, served as usize).map_err(|error| {
         ctx.stats.bad_responses.fetch_add(1, Relaxed);
         Failure {
@@ -151,7 +148,7 @@ fn publish_tile(
     from: u64,
     entries: &[Entry],
 ) {
-    let seen = watcher::now_secs();
+    let seen = fetch::now_secs();
     let skip = from.saturating_sub(tile.first) as usize;
     for (i, (entry, leaf)) in entries.iter().zip(&tile.leaves[skip..]).enumerate() {
         let index = from + i as u64;
@@ -159,20 +156,73 @@ fn publish_tile(
             ctx.stats.bad_responses.fetch_add(1, Relaxed);
             tracing::warn!(log = %log.source.url, index, claimed, "entry's leaf_index extension disagrees with its position; published at its position");
         }
-        watcher::publish_entry(ctx, log, encoder, index, Link::Url(&tile.url), entry, seen);
+        fetch::publish_entry(ctx, log, encoder, index, Link::Url(&tile.url), entry, seen);
     }
 }
 
-/// A data tile request running in the background: `(n, width, task)`.
-type Pending = (u64, u64, JoinHandle<Result<Tile, Failure>>);
+/// A static-ct-api log's side of the fetch pipeline: its key and origin, the largest tree
+/// size verified so far, and the issuers it has served.
+struct StaticCt {
+    verifier: Arc<Verifier>,
+    verified: u64,
+    issuers: Issuers,
+}
 
-/// The requests in flight, aborted when the watcher stops.
-struct InFlight(VecDeque<Pending>);
+impl LogApi for StaticCt {
+    /// A data tile, decoded (and cut to the verified tree size) by its request's task.
+    type Fetched = Tile;
 
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        for (_, _, h) in &self.0 {
-            h.abort();
+    const TREE_SIZE: &'static str = "checkpoint (fetch or verification)";
+
+    async fn tree_size(&mut self, ctx: &Ctx, log: &Log) -> Result<u64, Failure> {
+        let cp = get_checkpoint(ctx, log, &self.verifier).await?;
+        if cp.tree_size < self.verified {
+            tracing::debug!(log = %log.source.url, size = cp.tree_size, verified = self.verified, "checkpoint older than one already verified");
+        }
+        self.verified = self.verified.max(cp.tree_size);
+        Ok(self.verified)
+    }
+
+    fn range_start(&self, pos: u64) -> u64 {
+        pos - pos % TILE_WIDTH
+    }
+
+    fn range_end(&self, start: u64, tree_size: u64) -> u64 {
+        (start + TILE_WIDTH).min(tree_size)
+    }
+
+    fn describe(pos: u64, end: u64) -> String {
+        let n = pos / TILE_WIDTH;
+        format!("data tile {n} (width {})", end - n * TILE_WIDTH)
+    }
+
+    fn fetch(
+        ctx: Arc<Ctx>,
+        log: Arc<Log>,
+        start: u64,
+        end: u64,
+    ) -> impl std::future::Future<Output = Result<Tile, Failure>> + Send + 'static {
+        let n = start / TILE_WIDTH;
+        fetch_tile(ctx, log, n, end - n * TILE_WIDTH)
+    }
+
+    /// Resolves the tile's issuers, then publishes; a tile whose issuers could not all be
+    /// fetched is kept and tried again after the backoff, not fetched again.
+    async fn publish(
+        &mut self,
+        ctx: &Ctx,
+        log: &Log,
+        encoder: &mut Encoder,
+        t: Tile,
+        pos: u64,
+        _end: u64,
+    ) -> Result<u64, (Failure, Option<Tile>)> {
+        match resolve_entries(ctx, log, &mut self.issuers, &t, pos).await {
+            Ok(entries) => {
+                publish_tile(ctx, log, encoder, &t, pos, &entries);
+                Ok(t.first + t.leaves.len() as u64)
+            }
+            Err(f) => Err((f, Some(t))),
         }
     }
 }
@@ -183,117 +233,12 @@ pub async fn run_static_ct(
     ctx: Arc<Ctx>,
     log: Arc<Log>,
     verifier: Arc<Verifier>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    let url = log.source.url.clone();
-    let cfg = ctx.config.clone();
-    let mut backoff = Backoff::new(cfg.backoff_min, cfg.backoff_max);
-    let mut encoder = Encoder::default();
-    let mut issuers = Issuers::new(ISSUER_CACHE);
-    let mut next = ctx.positions.get(&url);
-    let mut verified = 0u64;
-    log.stats.active.store(1, Relaxed);
-    if let Some(n) = next {
-        log.stats.position.store(n, Relaxed);
-        tracing::info!(log = %url, next = n, "resuming from saved position");
-    }
-
-    'outer: loop {
-        if *stop.borrow() {
-            break;
-        }
-        let checkpoint = tokio::select! {
-            r = get_checkpoint(&ctx, &log, &verifier) => r,
-            _ = stop.changed() => break,
-        };
-        let tree_size = match checkpoint {
-            Ok(cp) => {
-                backoff.reset();
-                if cp.tree_size < verified {
-                    tracing::debug!(log = %url, size = cp.tree_size, verified, "checkpoint older than one already verified");
-                }
-                verified = verified.max(cp.tree_size);
-                verified
-            }
-            Err(f) => {
-                if !back_off(
-                    &log,
-                    &mut backoff,
-                    &f,
-                    "checkpoint (fetch or verification)",
-                    &mut stop,
-                )
-                .await
-                {
-                    break;
-                }
-                continue;
-            }
-        };
-        let start = first_position(&ctx, &log, &mut next, tree_size);
-
-        let mut inflight = InFlight(VecDeque::new());
-        let mut dispatched = start / TILE_WIDTH;
-        let mut pos = start;
-        while pos < tree_size {
-            while inflight.0.len() < cfg.max_in_flight.max(1) && dispatched * TILE_WIDTH < tree_size
-            {
-                let width = (tree_size - dispatched * TILE_WIDTH).min(TILE_WIDTH);
-                let h = tokio::spawn(fetch_tile(ctx.clone(), log.clone(), dispatched, width));
-                inflight.0.push_back((dispatched, width, h));
-                dispatched += 1;
-            }
-            let Some((n, width, h)) = inflight.0.pop_front() else {
-                break;
-            };
-            let mut result = tokio::select! {
-                r = h => r.unwrap_or_else(|j| Err(Failure { error: Error::Http { url: url.clone(), reason: j.to_string() }, retry_after: None })),
-                _ = stop.changed() => break 'outer,
-            };
-            // Complete tile n before anything after it is published.
-            let mut kept = None;
-            loop {
-                let failure = match result {
-                    Ok(t) => {
-                        let resolved = tokio::select! {
-                            r = resolve_entries(&ctx, &log, &mut issuers, &t, pos) => r,
-                            _ = stop.changed() => break 'outer,
-                        };
-                        match resolved {
-                            Ok(entries) => {
-                                publish_tile(&ctx, &log, &mut encoder, &t, pos, &entries);
-                                backoff.reset();
-                                pos = t.first + t.leaves.len() as u64;
-                                next = Some(pos);
-                                ctx.positions.set(&url, pos);
-                                log.stats.position.store(pos, Relaxed);
-                                break;
-                            }
-                            Err(f) => {
-                                kept = Some(t);
-                                f
-                            }
-                        }
-                    }
-                    Err(f) => f,
-                };
-                let what = format!("data tile {n} (width {width})");
-                if !back_off(&log, &mut backoff, &failure, what, &mut stop).await {
-                    break 'outer;
-                }
-                result = match kept.take() {
-                    Some(t) => Ok(t),
-                    None => tokio::select! {
-                        r = fetch_tile(ctx.clone(), log.clone(), n, width) => r,
-                        _ = stop.changed() => break 'outer,
-                    },
-                };
-            }
-        }
-        drop(inflight);
-        if !sleep_or_stop(cfg.poll_interval, &mut stop).await {
-            break;
-        }
-    }
-    log.stats.active.store(0, Relaxed);
+    let api = StaticCt {
+        verifier,
+        verified: 0,
+        issuers: Issuers::new(ISSUER_CACHE),
+    };
+    fetch::run(ctx, log, api, stop).await;
 }
