@@ -1,12 +1,12 @@
 //! The fetch pipeline both log kinds run: learn the tree size, fetch the ranges up to it
 //! (several at once), publish every entry exactly once and in order, save where the log was
 //! left. What differs between RFC 6962 logs ([`crate::watcher`]) and static-ct-api logs
-//! ([`crate::tiled`]) is a [`LogApi`]: how the tree size is learned, how one range is fetched
+//! ([`crate::tiled`]) is a `LogApi`: how the tree size is learned, how one range is fetched
 //! and decoded, and how its entries are named in `cert_link`. Everything else is here, once:
 //! settings, [`Ctx`], [`Log`], [`Backoff`], [`RateLimiter`], requests, publishing.
 //!
 //! - **Ranges.** From the position on, the log kind cuts the tree into ranges
-//!   ([`LogApi::range_end`]: a `get-entries` batch, a data tile). A range whose answer
+//!   (`LogApi::range_end`: a `get-entries` batch, a data tile). A range whose answer
 //!   covers only part of it (a log's batch cap) is completed, from where the answer ended,
 //!   before anything after it is published.
 //! - **Pipelining.** Up to `max_in_flight` consecutive ranges are requested at once, each in
