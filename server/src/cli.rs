@@ -149,6 +149,9 @@ pub struct RunArgs {
     /// Most connections from one IP address.
     #[arg(long, env = "CERTSTREAM_MAX_PER_IP", default_value_t = 20_000)]
     pub max_per_ip: usize,
+    /// Never negotiate permessage-deflate (clients that offer it get plain frames).
+    #[arg(long, env = "CERTSTREAM_NO_DEFLATE")]
+    pub no_deflate: bool,
 }
 
 fn secs(s: f64) -> Duration {
@@ -214,6 +217,7 @@ impl RunArgs {
                 coalesce: secs(self.coalesce_ms / 1000.0),
                 max_connections: self.max_connections,
                 max_per_ip: self.max_per_ip,
+                deflate: !self.no_deflate,
                 ..defaults
             },
         })

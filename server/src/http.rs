@@ -46,6 +46,8 @@ pub enum Route {
     Example,
     Stats,
     Metrics,
+    /// `/sse?stream=lite|full|domains`: a stream as Server-Sent Events.
+    Sse,
     NotFound,
 }
 
@@ -65,6 +67,7 @@ pub fn route(path: &str) -> Route {
         "/example.json" => Route::Example,
         "/stats" => Route::Stats,
         "/metrics" => Route::Metrics,
+        "/sse" => Route::Sse,
         _ => Route::NotFound,
     }
 }
@@ -101,6 +104,10 @@ pub enum HttpError {
     RepeatedSince,
     #[error("since={since} is ahead of the stream: the last cursor is {last}")]
     SinceAhead { since: u64, last: u64 },
+    #[error("stream must be lite, full or domains")]
+    BadSseStream,
+    #[error("Last-Event-ID must be a cursor: a non-negative integer")]
+    BadLastEventId,
 }
 
 impl HttpError {

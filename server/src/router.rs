@@ -12,11 +12,14 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable as _};
 use tokio::io::AsyncReadExt as _;
 
 use crate::conn::{self, Conn, ReadEnd};
+use crate::deflate;
 use crate::fanout::Fanout;
 use crate::handshake;
 use crate::http::{self, HttpError, Route, StreamKind};
 use crate::report;
 use crate::shared::Admission;
+use crate::sse;
+use crate::wire::Wire;
 
 /// Bytes a client's reader reads at once (client frames are pings and closes: small).
 const READ_BUFFER: usize = 1024;
@@ -78,11 +81,14 @@ pub async fn handle(
                 Ok(s) => s,
                 Err(e) => return refuse(&core, &mut stream, peer, e).await,
             };
-            match handshake::accept(&req) {
+            let agreed = cfg.deflate.then(|| deflate::negotiate(&req)).flatten();
+            let ext = agreed.as_ref().map(|a| a.response.as_str());
+            match handshake::accept_with(&req, ext) {
                 Ok(resp) => {
                     let (res, _) = stream.write_all(resp).await;
                     if res.is_ok() {
-                        websocket(core, stream, peer, kind, since, leftover).await;
+                        let wire = agreed.map_or(Wire::Ws, |a| Wire::Deflate { bits: a.bits });
+                        websocket(core, stream, peer, kind, wire, since, leftover).await;
                     }
                 }
                 Err(e) => {
@@ -101,6 +107,18 @@ pub async fn handle(
     if req.method != "GET" && req.method != "HEAD" {
         let resp = http::response("405 Method Not Allowed", "text/plain", b"only GET\n");
         return write_all(&mut stream, resp).await;
+    }
+    let events = match route {
+        Route::Stream(kind) if sse::wants_events(&req) => Some(Ok(kind)),
+        Route::Sse => Some(sse::stream_param(&req.path)),
+        _ => None,
+    };
+    if let (Some(kind), "GET") = (events, req.method.as_str()) {
+        let start = kind.and_then(|k| Ok((k, events_since(&core, &req)?)));
+        return match start {
+            Ok((kind, since)) => sse::serve(core, stream, peer, kind, since).await,
+            Err(e) => refuse(&core, &mut stream, peer, e).await,
+        };
     }
     let resp = match route {
         Route::Stream(StreamKind::Lite) => http::response(
@@ -134,7 +152,9 @@ pub async fn handle(
             "text/plain; version=0.0.4; charset=utf-8",
             report::metrics(&core.shared).as_bytes(),
         ),
-        Route::NotFound => http::response("404 Not Found", "text/plain", b"not found\n"),
+        Route::NotFound | Route::Sse => {
+            http::response("404 Not Found", "text/plain", b"not found\n")
+        }
     };
     write_all(&mut stream, resp).await;
 }
@@ -160,8 +180,18 @@ async fn refuse(
 /// error.
 fn stream_since(core: &Fanout, path: &str) -> Result<Option<u64>, HttpError> {
     let q = http::stream_query(path)?;
+    check_since(core, q.since)
+}
+
+/// An event stream's start: its `Last-Event-ID` header, else its `since`.
+fn events_since(core: &Fanout, req: &http::Request) -> Result<Option<u64>, HttpError> {
+    let q = http::stream_query(&req.path)?;
+    check_since(core, sse::last_event_id(req)?.or(q.since))
+}
+
+fn check_since(core: &Fanout, since: Option<u64>) -> Result<Option<u64>, HttpError> {
     let next = core.shared.hub.next_cursor();
-    match q.since {
+    match since {
         Some(since) if since >= next => Err(HttpError::SinceAhead {
             since,
             last: next - 1,
@@ -175,11 +205,13 @@ async fn websocket(
     stream: monoio::net::TcpStream,
     peer: SocketAddr,
     kind: StreamKind,
+    wire: Wire,
     since: Option<u64>,
     leftover: Vec<u8>,
 ) {
     let cfg = &core.shared.config;
-    let conn = Rc::new(Conn::new(kind, peer, stream.as_raw_fd(), core.start(since)));
+    let fd = stream.as_raw_fd();
+    let conn = Rc::new(Conn::with_wire(kind, wire, peer, fd, core.start(since)));
     // One socket, two halves: the hot write side stays on the native completion driver;
     // the cold read side is adapted to tokio's `AsyncRead` for fastwebsockets by
     // monoio-compat (reads into its own small buffer), so a client costs one descriptor.
@@ -192,7 +224,11 @@ async fn websocket(
         let max = cfg.max_client_frame;
         monoio::spawn(async move {
             let io = std::io::Cursor::new(leftover).chain(read);
-            if conn::reader(conn, io, max).await == ReadEnd::Protocol {
+            let end = match wire {
+                Wire::Deflate { .. } => conn::deflate_reader(conn, io, max).await,
+                _ => conn::reader(conn, io, max).await,
+            };
+            if end == ReadEnd::Protocol {
                 core.counters.protocol_closed.fetch_add(1, Relaxed);
             }
         })

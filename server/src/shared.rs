@@ -43,8 +43,10 @@ pub struct CoreConfig {
     pub max_head: usize,
     /// Time a client has to send its request head.
     pub handshake_timeout: Duration,
-    /// Largest client websocket frame.
+    /// Largest client websocket frame (and inflated client message).
     pub max_client_frame: usize,
+    /// Whether permessage-deflate is negotiated with clients that offer it.
+    pub deflate: bool,
 }
 
 impl Default for CoreConfig {
@@ -63,6 +65,7 @@ impl Default for CoreConfig {
             max_head: 8192,
             handshake_timeout: Duration::from_secs(10),
             max_client_frame: 64 << 10,
+            deflate: true,
         }
     }
 }
@@ -96,6 +99,10 @@ pub struct CoreCounters {
     pub handshake_timeouts: AtomicU64,
     /// Connections refused by the connection limits.
     pub rejected: AtomicU64,
+    /// Connected SSE clients, and websocket clients that negotiated permessage-deflate
+    /// (both also counted in `clients`).
+    pub sse_clients: AtomicU64,
+    pub deflate_clients: AtomicU64,
     /// 1 when this core runs on io_uring.
     pub io_uring: AtomicU64,
 }
