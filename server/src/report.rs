@@ -146,6 +146,18 @@ pub fn metrics(shared: &Shared) -> String {
             .collect::<Vec<_>>(),
     );
     metric(
+        "sse_clients",
+        "gauge",
+        "Connected Server-Sent Events clients (also counted in certstream_clients).",
+        &[(String::new(), shared.sum(|c| &c.sse_clients))],
+    );
+    metric(
+        "deflate_clients",
+        "gauge",
+        "Connected websocket clients that negotiated permessage-deflate.",
+        &[(String::new(), shared.sum(|c| &c.deflate_clients))],
+    );
+    metric(
         "certificates_processed_total",
         "counter",
         "Certificates parsed and published.",
