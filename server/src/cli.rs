@@ -152,6 +152,9 @@ pub struct RunArgs {
     /// Never negotiate permessage-deflate (clients that offer it get plain frames).
     #[arg(long, env = "CERTSTREAM_NO_DEFLATE")]
     pub no_deflate: bool,
+    /// Seconds: `/health` answers 503 when no log published an entry for this long.
+    #[arg(long, env = "CERTSTREAM_HEALTH_WINDOW", default_value_t = 300.0)]
+    pub health_window: f64,
 }
 
 fn secs(s: f64) -> Duration {
@@ -218,6 +221,7 @@ impl RunArgs {
                 max_connections: self.max_connections,
                 max_per_ip: self.max_per_ip,
                 deflate: !self.no_deflate,
+                health_window: secs(self.health_window),
                 ..defaults
             },
         })

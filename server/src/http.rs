@@ -48,6 +48,8 @@ pub enum Route {
     Metrics,
     /// `/sse?stream=lite|full|domains`: a stream as Server-Sent Events.
     Sse,
+    Health,
+    HealthDeep,
     NotFound,
 }
 
@@ -68,6 +70,8 @@ pub fn route(path: &str) -> Route {
         "/stats" => Route::Stats,
         "/metrics" => Route::Metrics,
         "/sse" => Route::Sse,
+        "/health" => Route::Health,
+        "/health/deep" => Route::HealthDeep,
         _ => Route::NotFound,
     }
 }

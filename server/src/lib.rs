@@ -14,6 +14,7 @@
 //! - [`conn`]: one client: a position in the log, vectored writer, fastwebsockets reader.
 //! - [`shared`]: settings, per-core counters and connection limits every core shares.
 //! - [`report`]: `/latest.json`, `/example.json`, `/stats`, `/metrics`; [`page`]: the index.
+//! - [`health`]: `/health` and `/health/deep` (each log's state, a log behind its position).
 //! - [`service`]: ingest thread + cores; `start`/`run` (tests start it on `127.0.0.1:0`).
 //! - [`cli`]: options and subcommands; [`tools`]: `decode` and `cert`.
 
@@ -23,6 +24,7 @@ pub mod core;
 pub mod deflate;
 pub mod fanout;
 pub mod handshake;
+pub mod health;
 pub mod http;
 pub mod listen;
 pub mod page;

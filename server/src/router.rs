@@ -152,6 +152,23 @@ pub async fn handle(
             "text/plain; version=0.0.4; charset=utf-8",
             report::metrics(&core.shared).as_bytes(),
         ),
+        Route::Health => match crate::health::health(&core.shared) {
+            Ok(ok) => http::response("200 OK", "text/plain", format!("{ok}\n").as_bytes()),
+            Err(why) => http::response(
+                "503 Service Unavailable",
+                "text/plain",
+                format!("{why}\n").as_bytes(),
+            ),
+        },
+        Route::HealthDeep => {
+            let body = crate::health::deep(&core.shared);
+            let status = if crate::health::health(&core.shared).is_ok() {
+                "200 OK"
+            } else {
+                "503 Service Unavailable"
+            };
+            http::response(status, "application/json", &body)
+        }
         Route::NotFound | Route::Sse => {
             http::response("404 Not Found", "text/plain", b"not found\n")
         }

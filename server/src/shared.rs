@@ -47,6 +47,8 @@ pub struct CoreConfig {
     pub max_client_frame: usize,
     /// Whether permessage-deflate is negotiated with clients that offer it.
     pub deflate: bool,
+    /// `/health` is 200 while some log published an entry this recently.
+    pub health_window: Duration,
 }
 
 impl Default for CoreConfig {
@@ -66,6 +68,7 @@ impl Default for CoreConfig {
             handshake_timeout: Duration::from_secs(10),
             max_client_frame: 64 << 10,
             deflate: true,
+            health_window: Duration::from_secs(300),
         }
     }
 }
