@@ -517,3 +517,201 @@ fn python_websockets_inflates_the_shared_frames() {
     }
     server.shutdown().unwrap();
 }
+
+/// A Chrome DevTools Protocol session over a real websocket.
+struct Cdp {
+    ws: Ws,
+    next_id: u64,
+}
+
+impl Cdp {
+    fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let msg = serde_json::json!({"id": id, "method": method, "params": params});
+        self.ws
+            .send(tungstenite::Message::text(msg.to_string()))
+            .unwrap();
+        loop {
+            if let tungstenite::Message::Text(t) = self.ws.read().unwrap() {
+                let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                if v["id"] == id {
+                    assert!(v.get("error").is_none(), "{method}: {v}");
+                    return v["result"].clone();
+                }
+            }
+        }
+    }
+
+    /// Evaluates `expr` in the page, awaiting the promise it gives.
+    fn eval_async(&mut self, expr: &str) -> Value {
+        let r = self.call(
+            "Runtime.evaluate",
+            serde_json::json!({"expression": expr, "returnByValue": true, "awaitPromise": true}),
+        );
+        assert!(r.get("exceptionDetails").is_none(), "{r}");
+        r["result"]["value"].clone()
+    }
+}
+
+/// Headless Chromium on `url`, and a DevTools session with that page.
+fn chromium(chromium: &std::ffi::OsStr, url: &str) -> (Reap, tempfile::TempDir, Cdp) {
+    let profile = tempfile::tempdir().unwrap();
+    let browser = Reap(
+        Command::new(chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-dev-shm-usage",
+                "--remote-debugging-port=0",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(url)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let port_file = profile.path().join("DevToolsActivePort");
+    wait_until("Chromium's DevTools port", || {
+        std::fs::read_to_string(&port_file).is_ok_and(|s| s.lines().count() >= 2)
+    });
+    let port: u16 = std::fs::read_to_string(&port_file)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let devtools: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut page_ws = None;
+    wait_until("the page target", || {
+        let targets: Value = get_json(devtools, "/json/list");
+        page_ws = targets
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["type"] == "page" && t["url"].as_str().unwrap_or("").starts_with(url))
+            .and_then(|t| t["webSocketDebuggerUrl"].as_str().map(str::to_owned));
+        page_ws.is_some()
+    });
+    let stream = TcpStream::connect(devtools).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let (ws, _) = tungstenite::client(page_ws.unwrap(), stream).unwrap();
+    (browser, profile, Cdp { ws, next_id: 0 })
+}
+
+#[test]
+fn chromium_gets_events_from_event_source_and_inflates_deflated_frames() {
+    let Some(path) = std::env::var_os("CERTSTREAM_CHROMIUM") else {
+        return eprintln!(
+            "skipping: CERTSTREAM_CHROMIUM is not set (./test.sh installs Debian's chromium)"
+        );
+    };
+    let server = start(100.0, serve_config());
+    let a = server.addr;
+    let (_browser, _profile, mut cdp) = chromium(&path, &format!("http://{a}/health"));
+    wait_until("the page to load", || {
+        cdp.eval_async("document.readyState") == "complete"
+    });
+    for (sse, ws_path) in [
+        ("/sse?stream=lite&since=0", "/?since=0"),
+        ("/full-stream?since=0", "/full-stream?since=0"),
+    ] {
+        let want = plain(a, ws_path, 30);
+        let got = cdp.eval_async(&format!(
+            r#"new Promise(resolve => {{
+                const es = new EventSource("{sse}"), got = [];
+                es.onmessage = e => {{
+                    if (JSON.parse(e.data).message_type === "heartbeat") return;
+                    got.push([e.lastEventId, e.data]);
+                    if (got.length === 30) {{ es.close(); resolve(got); }}
+                }};
+            }})"#
+        ));
+        let got: BTreeMap<u64, String> = got
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let (id, data) = (e[0].as_str().unwrap(), e[1].as_str().unwrap().to_owned());
+                assert_eq!(id.parse::<u64>().unwrap(), cursor_of(&data));
+                (cursor_of(&data), data)
+            })
+            .collect();
+        assert_eq!(got, want, "EventSource {sse}");
+    }
+    // Chromium offers permessage-deflate on every websocket.
+    let want = plain(a, "/full-stream?since=0", 30);
+    let got = cdp.eval_async(&format!(
+        r#"new Promise(resolve => {{
+            const ws = new WebSocket("ws://{a}/full-stream?since=0"), got = [];
+            ws.onmessage = e => {{
+                if (JSON.parse(e.data).message_type === "heartbeat") return;
+                got.push(e.data);
+                if (got.length === 30) {{ resolve({{ext: ws.extensions, got}}); ws.close(); }}
+            }};
+        }})"#
+    ));
+    assert_eq!(
+        got["ext"].as_str(),
+        Some("permessage-deflate; server_no_context_takeover")
+    );
+    let got: BTreeMap<u64, String> = got["got"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let m = m.as_str().unwrap().to_owned();
+            (cursor_of(&m), m)
+        })
+        .collect();
+    assert_eq!(got, want, "Chromium's deflate websocket");
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn an_sse_client_that_never_reads_is_shed_like_a_websocket_one() {
+    if !have_curl() {
+        return eprintln!("skipping: no curl (./test.sh installs it)");
+    }
+    let mut cfg = serve_config();
+    cfg.stream_log_frames = 64;
+    let server = start(200.0, cfg);
+    let a = server.addr;
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&a.into()).unwrap();
+    let mut slow: TcpStream = sock.into();
+    write!(slow, "GET /sse?stream=full HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    // A reading SSE client beside it gets everything in order meanwhile.
+    let (_curl, mut events) = curl(&format!("http://{a}/sse?stream=domains"), &[]);
+    let mut last = None;
+    wait_until("the slow SSE client to be shed", || {
+        for (c, _) in events.certificates(10) {
+            if let Some(l) = last {
+                assert_eq!(c, l + 1, "the reading client missed nothing");
+            }
+            last = Some(c);
+        }
+        get_json(a, "/stats")["slow_clients_closed"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    });
+    assert!(
+        get_json(a, "/stats")["dropped"]["client_lag"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    server.shutdown().unwrap();
+}
