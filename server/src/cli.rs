@@ -12,6 +12,7 @@ use certstream_engine::watcher::{StartAt, WatcherConfig};
 use certstream_sim::{LogConfig, SimConfig, Source};
 use clap::{Args, Parser, Subcommand};
 
+use crate::access::Cidr;
 use crate::service::{self, Config};
 use crate::shared::{CoreConfig, Driver};
 use crate::tools::{self, DecodeOptions, Stream};
@@ -155,6 +156,24 @@ pub struct RunArgs {
     /// Seconds: `/health` answers 503 when no log published an entry for this long.
     #[arg(long, env = "CERTSTREAM_HEALTH_WINDOW", default_value_t = 300.0)]
     pub health_window: f64,
+    /// A proxy (CIDR or address) whose X-Forwarded-For / Forwarded give the real client
+    /// address; may repeat. From other peers those headers are ignored.
+    #[arg(
+        long = "trusted-proxy",
+        env = "CERTSTREAM_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<Cidr>,
+    /// Only these real client addresses (CIDR or address) may connect; may repeat.
+    #[arg(long, env = "CERTSTREAM_ALLOW", value_delimiter = ',')]
+    pub allow: Vec<Cidr>,
+    /// A token stream requests must carry (`Authorization: Bearer`, or `?token=`); may repeat.
+    #[arg(
+        long = "auth-token",
+        env = "CERTSTREAM_AUTH_TOKENS",
+        value_delimiter = ','
+    )]
+    pub auth_tokens: Vec<String>,
 }
 
 fn secs(s: f64) -> Duration {
@@ -222,6 +241,9 @@ impl RunArgs {
                 max_per_ip: self.max_per_ip,
                 deflate: !self.no_deflate,
                 health_window: secs(self.health_window),
+                trusted_proxies: self.trusted_proxies.clone(),
+                allow: self.allow.clone(),
+                auth_tokens: self.auth_tokens.clone(),
                 ..defaults
             },
         })

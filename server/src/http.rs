@@ -112,6 +112,12 @@ pub enum HttpError {
     BadSseStream,
     #[error("Last-Event-ID must be a cursor: a non-negative integer")]
     BadLastEventId,
+    #[error("a valid token is needed: Authorization: Bearer <token>, or ?token=<token>")]
+    Unauthorized,
+    #[error("this address may not connect")]
+    Forbidden,
+    #[error("too many connections from this address")]
+    TooManyFromAddress,
 }
 
 impl HttpError {
@@ -119,6 +125,9 @@ impl HttpError {
     pub fn status(self) -> &'static str {
         match self {
             HttpError::TooLarge => "431 Request Header Fields Too Large",
+            HttpError::Unauthorized => "401 Unauthorized",
+            HttpError::Forbidden => "403 Forbidden",
+            HttpError::TooManyFromAddress => "429 Too Many Requests",
             _ => "400 Bad Request",
         }
     }

@@ -6,6 +6,7 @@
 //! - [`core`]: a serving core: monoio runtime, accept loop, the coalescing tick.
 //! - [`router`]: one accepted connection: request head, route, response or upgrade.
 //! - [`http`]: request heads (`httparse`), routes, `since`, responses.
+//! - [`access`]: the real address behind trusted proxies, the allow list, bearer tokens.
 //! - [`handshake`]: the websocket upgrade; [`deflate`]: permessage-deflate, shared.
 //! - [`sse`]: the streams as Server-Sent Events (`Accept: text/event-stream`, `/sse`).
 //! - [`fanout`]: a core's stream log and clients: ring drain, heartbeats, slow clients.
@@ -18,6 +19,7 @@
 //! - [`service`]: ingest thread + cores; `start`/`run` (tests start it on `127.0.0.1:0`).
 //! - [`cli`]: options and subcommands; [`tools`]: `decode` and `cert`.
 
+pub mod access;
 pub mod cli;
 pub mod conn;
 pub mod core;

@@ -158,6 +158,18 @@ pub fn metrics(shared: &Shared) -> String {
         &[(String::new(), shared.sum(|c| &c.deflate_clients))],
     );
     metric(
+        "access_denied_total",
+        "counter",
+        "Requests refused by the --allow list.",
+        &[(String::new(), shared.sum(|c| &c.access_denied))],
+    );
+    metric(
+        "unauthorized_total",
+        "counter",
+        "Stream requests refused for a missing or wrong token (401).",
+        &[(String::new(), shared.sum(|c| &c.unauthorized))],
+    );
+    metric(
         "certificates_processed_total",
         "counter",
         "Certificates parsed and published.",

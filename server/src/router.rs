@@ -11,6 +11,7 @@ use monoio::buf::IoBufMut as _;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable as _};
 use tokio::io::AsyncReadExt as _;
 
+use crate::access;
 use crate::conn::{self, Conn, ReadEnd};
 use crate::deflate;
 use crate::fanout::Fanout;
@@ -58,7 +59,7 @@ pub async fn handle(
     core: Rc<Fanout>,
     mut stream: monoio::net::TcpStream,
     peer: SocketAddr,
-    _admission: Admission,
+    mut admission: Admission,
 ) {
     let cfg = &core.shared.config;
     let head =
@@ -74,7 +75,24 @@ pub async fn handle(
         Ok(Ok(r)) => r,
     };
     core.counters.http_requests.fetch_add(1, Relaxed);
+    let real = access::real_ip(peer.ip(), &req, &cfg.trusted_proxies);
+    if !admission.bind(real) {
+        core.counters.rejected.fetch_add(1, Relaxed);
+        return refuse(&core, &mut stream, peer, HttpError::TooManyFromAddress).await;
+    }
+    if !cfg.allow.is_empty() && !access::any_contains(&cfg.allow, real) {
+        core.counters.access_denied.fetch_add(1, Relaxed);
+        tracing::info!(%peer, %real, "address not allowed");
+        return refuse(&core, &mut stream, peer, HttpError::Forbidden).await;
+    }
     let route = http::route(&req.path);
+    let streams = matches!(route, Route::Stream(_) | Route::Sse)
+        && (handshake::wants_upgrade(&req) || sse::wants_events(&req) || route == Route::Sse);
+    if streams && !access::authorized(&req, &cfg.auth_tokens) {
+        core.counters.unauthorized.fetch_add(1, Relaxed);
+        tracing::info!(%peer, %real, "stream request without a valid token");
+        return refuse(&core, &mut stream, peer, HttpError::Unauthorized).await;
+    }
     if let Route::Stream(kind) = route {
         if handshake::wants_upgrade(&req) {
             let since = match stream_since(&core, &req.path) {
@@ -186,11 +204,15 @@ async fn refuse(
     core.counters.bad_requests.fetch_add(1, Relaxed);
     tracing::debug!(%peer, error = %e, "bad request");
     let body = format!("{e}\n");
-    write_all(
-        stream,
-        http::response(e.status(), "text/plain", body.as_bytes()),
-    )
-    .await;
+    let mut resp = http::response(e.status(), "text/plain", body.as_bytes());
+    if e == HttpError::Unauthorized {
+        let at = resp
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map_or(0, |p| p + 2);
+        resp.splice(at..at, b"WWW-Authenticate: Bearer\r\n".iter().copied());
+    }
+    write_all(stream, resp).await;
 }
 
 /// The `since` cursor of a stream request: malformed, or ahead of what was published, is an
