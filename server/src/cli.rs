@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use certstream_engine::http::ClientConfig;
 use certstream_engine::ingest::IngestConfig;
-use certstream_engine::loglist::{LogKind, StateFilter, GOOGLE_LOG_LIST};
+use certstream_engine::loglist::{LogKind, StateFilter, APPLE_LOG_LIST, GOOGLE_LOG_LIST};
 use certstream_engine::watcher::{StartAt, WatcherConfig};
 use certstream_sim::{LogConfig, SimConfig, Source};
 use clap::{Args, Parser, Subcommand};
@@ -66,9 +66,16 @@ pub struct RunArgs {
     /// Address to serve on.
     #[arg(long, env = "CERTSTREAM_HOST", default_value = "0.0.0.0")]
     pub host: String,
-    /// CT log list (v3): a URL or a local file.
-    #[arg(long, env = "CERTSTREAM_LOG_LIST", default_value = GOOGLE_LOG_LIST)]
-    pub log_list: String,
+    /// CT log list (v3): a URL or a local file; may repeat (or comma separated in the
+    /// variable): the lists are merged by log ID, a log in several watched once. Default:
+    /// Google's and Apple's.
+    #[arg(
+        long,
+        env = "CERTSTREAM_LOG_LIST",
+        value_delimiter = ',',
+        default_values_t = [GOOGLE_LOG_LIST.to_owned(), APPLE_LOG_LIST.to_owned()]
+    )]
+    pub log_list: Vec<String>,
     /// Log states to watch, comma separated (pending, qualified, usable, readonly, retired, rejected, or all).
     #[arg(
         long,
@@ -184,7 +191,8 @@ impl RunArgs {
     /// The service configuration these options describe.
     pub fn config(&self) -> anyhow::Result<Config> {
         let ingest = IngestConfig {
-            log_list: self.log_list.clone(),
+            log_list: self.log_list.first().cloned().unwrap_or_default(),
+            more_log_lists: self.log_list.iter().skip(1).cloned().collect(),
             states: StateFilter::parse(&self.log_states)?,
             client: ClientConfig {
                 ca_file: self.ca_file.clone(),
@@ -303,7 +311,7 @@ fn run_service(args: &RunArgs) -> anyhow::Result<()> {
         .or_else(|_| format!("[{}]:{}", args.host, args.port).parse())
         .with_context(|| format!("bad --host {:?}", args.host))?;
     let listener = crate::listen::bind(addr).with_context(|| format!("binding {addr}"))?;
-    tracing::info!(%addr, log_list = %cfg.ingest.log_list, demo = cfg.demo.is_some(), "certstream starting");
+    tracing::info!(%addr, log_lists = ?args.log_list, demo = cfg.demo.is_some(), "certstream starting");
     let (tx, rx) = tokio::sync::watch::channel(false);
     std::thread::Builder::new()
         .name("signals".into())
