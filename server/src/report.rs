@@ -346,6 +346,12 @@ pub fn metrics(shared: &Shared) -> String {
         &per_log(&|l| l.errors.load(Relaxed)),
     );
     metric(
+        "log_behind",
+        "gauge",
+        "1 while a log's tree is smaller than the position it is to continue from.",
+        &per_log(&|l| l.behind.load(Relaxed)),
+    );
+    metric(
         "uptime_seconds",
         "gauge",
         "Seconds since start.",
