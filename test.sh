@@ -40,18 +40,18 @@ step "test clients: the PyPI certstream client and Chromium"
 mkdir -p target
 if [[ -z "${CERTSTREAM_PYTHON:-}" ]]; then
     venv=target/venv
-    if ! "$venv/bin/python" -c 'import certstream' 2>/dev/null; then
+    if ! "$venv/bin/python" -c 'import certstream, websockets' 2>/dev/null; then
         if ! python3 -m venv --help >/dev/null 2>&1; then
             apt_install python3 python3-venv || true
         fi
         rm -rf "$venv"
-        if python3 -m venv "$venv" && "$venv/bin/pip" install -q certstream; then
-            echo "installed the certstream client into $venv"
+        if python3 -m venv "$venv" && "$venv/bin/pip" install -q certstream websockets; then
+            echo "installed the certstream and websockets clients into $venv"
         else
-            need "could not install the certstream Python client"
+            need "could not install the certstream and websockets Python clients"
         fi
     fi
-    if "$venv/bin/python" -c 'import certstream' 2>/dev/null; then
+    if "$venv/bin/python" -c 'import certstream, websockets' 2>/dev/null; then
         export CERTSTREAM_PYTHON="$PWD/$venv/bin/python"
     fi
 fi
@@ -64,6 +64,9 @@ if [[ -z "${CERTSTREAM_CHROMIUM:-}" ]]; then
     else
         need "could not install chromium"
     fi
+fi
+if ! command -v curl >/dev/null; then
+    apt_install curl || need "could not install curl (the SSE tests use curl -N)"
 fi
 echo "CERTSTREAM_PYTHON=${CERTSTREAM_PYTHON:-<unset>} CERTSTREAM_CHROMIUM=${CERTSTREAM_CHROMIUM:-<unset>}"
 

@@ -21,7 +21,7 @@ fi
 cd "$here"
 secs="${1:-60}"
 shift || true
-all=(leaf cert_json get_entries tile checkpoint http_request ws_client_frames)
+all=(leaf cert_json get_entries tile checkpoint http_request ws_client_frames ws_deflate_frames)
 if [ $# -gt 0 ]; then targets=("$@"); else targets=("${all[@]}"); fi
 sanitizer="${FUZZ_SANITIZER:-address}"
 target_dir=target

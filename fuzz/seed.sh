@@ -8,10 +8,10 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 corpus="${CERTSTREAM_CORPUS:-$here/../../shared/corpus}"
 out="$here/corpus"
-targets=(leaf cert_json get_entries tile checkpoint http_request ws_client_frames)
+targets=(leaf cert_json get_entries tile checkpoint http_request ws_client_frames ws_deflate_frames)
 for t in "${targets[@]}"; do mkdir -p "$out/$t"; done
 
-for t in checkpoint http_request ws_client_frames; do
+for t in checkpoint http_request ws_client_frames ws_deflate_frames; do
   cp "$here/seeds/$t"/* "$out/$t/"
 done
 

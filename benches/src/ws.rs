@@ -38,10 +38,20 @@ pub fn split_url(url: &str) -> (&str, &str) {
 /// Connects to `addr` (`host:port`) and upgrades `path`: the stream and the bytes read past
 /// the 101 response head.
 pub async fn handshake(addr: &str, path: &str) -> anyhow::Result<(TcpStream, BytesMut)> {
+    handshake_with(addr, path, "").await
+}
+
+/// [`handshake`] with extra request header lines (each ending in `\r\n`), e.g. a
+/// `Sec-WebSocket-Extensions` offer.
+pub async fn handshake_with(
+    addr: &str,
+    path: &str,
+    extra: &str,
+) -> anyhow::Result<(TcpStream, BytesMut)> {
     let mut stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
     );
     stream.write_all(req.as_bytes()).await?;
     let mut buf = BytesMut::with_capacity(256 << 10);

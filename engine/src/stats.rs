@@ -31,6 +31,8 @@ pub struct Stats {
     pub loglist_errors: AtomicU64,
     /// Position file writes that failed.
     pub position_save_errors: AtomicU64,
+    /// Polls that found a log's tree smaller than the position it is to continue from.
+    pub behind_position: AtomicU64,
     logs: Mutex<Vec<Arc<LogStats>>>,
 }
 
@@ -53,6 +55,22 @@ pub struct LogStats {
     pub batch_cap: AtomicU64,
     /// 1 while a watcher runs for it.
     pub active: AtomicU64,
+    /// 1 while its tree is smaller than the position it is to continue from (the log went
+    /// backwards, or the positions file belongs to another deployment).
+    pub behind: AtomicU64,
+    /// When (Unix milliseconds) its tree size was last read, and when an entry of it was
+    /// last published (0: never).
+    pub last_success_ms: AtomicU64,
+    pub last_advance_ms: AtomicU64,
+    /// The last failure: when (Unix milliseconds) and what.
+    pub last_error: Mutex<Option<(u64, String)>>,
+}
+
+/// Now, in Unix milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Stats {
@@ -79,6 +97,10 @@ impl Stats {
             errors: AtomicU64::new(0),
             batch_cap: AtomicU64::new(0),
             active: AtomicU64::new(0),
+            behind: AtomicU64::new(0),
+            last_success_ms: AtomicU64::new(0),
+            last_advance_ms: AtomicU64::new(0),
+            last_error: Mutex::new(None),
         });
         logs.push(l.clone());
         l
@@ -90,7 +112,7 @@ impl Stats {
     }
 
     /// `(name, value)` of every engine-wide counter, for `/metrics`.
-    pub fn counters(&self) -> [(&'static str, u64); 11] {
+    pub fn counters(&self) -> [(&'static str, u64); 12] {
         [
             ("entries", self.entries.load(Relaxed)),
             ("bad_entries", self.bad_entries.load(Relaxed)),
@@ -106,6 +128,7 @@ impl Stats {
                 "position_save_errors",
                 self.position_save_errors.load(Relaxed),
             ),
+            ("behind_position", self.behind_position.load(Relaxed)),
         ]
     }
 }

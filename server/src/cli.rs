@@ -7,11 +7,12 @@ use std::time::Duration;
 use anyhow::Context as _;
 use certstream_engine::http::ClientConfig;
 use certstream_engine::ingest::IngestConfig;
-use certstream_engine::loglist::{LogKind, StateFilter, GOOGLE_LOG_LIST};
+use certstream_engine::loglist::{LogKind, StateFilter, APPLE_LOG_LIST, GOOGLE_LOG_LIST};
 use certstream_engine::watcher::{StartAt, WatcherConfig};
 use certstream_sim::{LogConfig, SimConfig, Source};
 use clap::{Args, Parser, Subcommand};
 
+use crate::access::Cidr;
 use crate::service::{self, Config};
 use crate::shared::{CoreConfig, Driver};
 use crate::tools::{self, DecodeOptions, Stream};
@@ -65,9 +66,16 @@ pub struct RunArgs {
     /// Address to serve on.
     #[arg(long, env = "CERTSTREAM_HOST", default_value = "0.0.0.0")]
     pub host: String,
-    /// CT log list (v3): a URL or a local file.
-    #[arg(long, env = "CERTSTREAM_LOG_LIST", default_value = GOOGLE_LOG_LIST)]
-    pub log_list: String,
+    /// CT log list (v3): a URL or a local file; may repeat (or comma separated in the
+    /// variable): the lists are merged by log ID, a log in several watched once. Default:
+    /// Google's and Apple's.
+    #[arg(
+        long,
+        env = "CERTSTREAM_LOG_LIST",
+        value_delimiter = ',',
+        default_values_t = [GOOGLE_LOG_LIST.to_owned(), APPLE_LOG_LIST.to_owned()]
+    )]
+    pub log_list: Vec<String>,
     /// Log states to watch, comma separated (pending, qualified, usable, readonly, retired, rejected, or all).
     #[arg(
         long,
@@ -149,6 +157,30 @@ pub struct RunArgs {
     /// Most connections from one IP address.
     #[arg(long, env = "CERTSTREAM_MAX_PER_IP", default_value_t = 20_000)]
     pub max_per_ip: usize,
+    /// Never negotiate permessage-deflate (clients that offer it get plain frames).
+    #[arg(long, env = "CERTSTREAM_NO_DEFLATE")]
+    pub no_deflate: bool,
+    /// Seconds: `/health` answers 503 when no log published an entry for this long.
+    #[arg(long, env = "CERTSTREAM_HEALTH_WINDOW", default_value_t = 300.0)]
+    pub health_window: f64,
+    /// A proxy (CIDR or address) whose X-Forwarded-For / Forwarded give the real client
+    /// address; may repeat. From other peers those headers are ignored.
+    #[arg(
+        long = "trusted-proxy",
+        env = "CERTSTREAM_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<Cidr>,
+    /// Only these real client addresses (CIDR or address) may connect; may repeat.
+    #[arg(long, env = "CERTSTREAM_ALLOW", value_delimiter = ',')]
+    pub allow: Vec<Cidr>,
+    /// A token stream requests must carry (`Authorization: Bearer`, or `?token=`); may repeat.
+    #[arg(
+        long = "auth-token",
+        env = "CERTSTREAM_AUTH_TOKENS",
+        value_delimiter = ','
+    )]
+    pub auth_tokens: Vec<String>,
 }
 
 fn secs(s: f64) -> Duration {
@@ -159,7 +191,8 @@ impl RunArgs {
     /// The service configuration these options describe.
     pub fn config(&self) -> anyhow::Result<Config> {
         let ingest = IngestConfig {
-            log_list: self.log_list.clone(),
+            log_list: self.log_list.first().cloned().unwrap_or_default(),
+            more_log_lists: self.log_list.iter().skip(1).cloned().collect(),
             states: StateFilter::parse(&self.log_states)?,
             client: ClientConfig {
                 ca_file: self.ca_file.clone(),
@@ -214,6 +247,11 @@ impl RunArgs {
                 coalesce: secs(self.coalesce_ms / 1000.0),
                 max_connections: self.max_connections,
                 max_per_ip: self.max_per_ip,
+                deflate: !self.no_deflate,
+                health_window: secs(self.health_window),
+                trusted_proxies: self.trusted_proxies.clone(),
+                allow: self.allow.clone(),
+                auth_tokens: self.auth_tokens.clone(),
                 ..defaults
             },
         })
@@ -273,7 +311,7 @@ fn run_service(args: &RunArgs) -> anyhow::Result<()> {
         .or_else(|_| format!("[{}]:{}", args.host, args.port).parse())
         .with_context(|| format!("bad --host {:?}", args.host))?;
     let listener = crate::listen::bind(addr).with_context(|| format!("binding {addr}"))?;
-    tracing::info!(%addr, log_list = %cfg.ingest.log_list, demo = cfg.demo.is_some(), "certstream starting");
+    tracing::info!(%addr, log_lists = ?args.log_list, demo = cfg.demo.is_some(), "certstream starting");
     let (tx, rx) = tokio::sync::watch::channel(false);
     std::thread::Builder::new()
         .name("signals".into())

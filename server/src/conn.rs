@@ -35,9 +35,11 @@ use fastwebsockets::{OpCode, Role, WebSocketError};
 use monoio::buf::IoVecBuf;
 use monoio::io::AsyncWriteRent;
 
+use crate::deflate::{self, Inflate, Seen, SeenQueue};
 use crate::http::StreamKind;
 use crate::shared::CoreCounters;
 use crate::stream_log::{Resume, StreamLog};
+use crate::wire::{self, Wire};
 
 /// Most frames one `writev` carries (Linux allows 1,024 iovecs). 64 lite frames are ~180 KB,
 /// more than a socket buffer takes at once, and a stalled client's pending batch stays small
@@ -170,6 +172,8 @@ unsafe impl IoVecBuf for FrameBatch {
 #[derive(Debug)]
 pub struct Conn {
     pub kind: StreamKind,
+    /// The form its messages take on the wire (websocket, deflated, SSE).
+    pub wire: Wire,
     pub peer: SocketAddr,
     fd: RawFd,
     /// The position of the next certificate to send, in the core's stream log.
@@ -183,8 +187,9 @@ pub struct Conn {
     closing: Cell<Option<Instant>>,
     /// The code of the close frame queued, once one is.
     close_code: Cell<Option<u16>>,
-    /// A close frame to send once the client has everything up to the head (shutdown).
-    close_at_head: RefCell<Option<Bytes>>,
+    /// A close frame (and its code) to send once the client has everything up to the head
+    /// (shutdown).
+    close_at_head: RefCell<Option<(u16, Bytes)>>,
     dead: Cell<bool>,
     reader_done: Cell<bool>,
     wake: Notify,
@@ -195,12 +200,24 @@ impl Conn {
     /// A client of stream `kind` that starts at `start` in its core's log; a gap in the
     /// start is announced first, with a `gap` message.
     pub fn new(kind: StreamKind, peer: SocketAddr, fd: RawFd, start: Resume) -> Self {
+        Conn::with_wire(kind, Wire::Ws, peer, fd, start)
+    }
+
+    /// A client whose messages take the form `wire`.
+    pub fn with_wire(
+        kind: StreamKind,
+        wire: Wire,
+        peer: SocketAddr,
+        fd: RawFd,
+        start: Resume,
+    ) -> Self {
         let control = match start.gap {
-            Some((from, to)) => VecDeque::from([gap_message(from, to)]),
+            Some((from, to)) => VecDeque::from([wire.message(&gap_json(from, to))]),
             None => VecDeque::new(),
         };
         Conn {
             kind,
+            wire,
             peer,
             fd,
             next_seq: Cell::new(start.seq),
@@ -266,7 +283,7 @@ impl Conn {
         self.closing.set(Some(Instant::now()));
         self.control
             .borrow_mut()
-            .push_back(close_frame(code, reason));
+            .push_back(self.close_frame(code, reason));
         self.close_code.set(Some(code));
         self.wake.notify();
     }
@@ -277,7 +294,23 @@ impl Conn {
             return;
         }
         self.closing.set(Some(Instant::now()));
-        *self.close_at_head.borrow_mut() = Some(close_frame(code, reason));
+        *self.close_at_head.borrow_mut() = Some((code, self.close_frame(code, reason)));
+        self.wake.notify();
+    }
+
+    /// A close frame, or for an SSE client a comment line with the reason (the stream then
+    /// ends).
+    fn close_frame(&self, code: u16, reason: &str) -> Bytes {
+        match self.wire {
+            Wire::Sse => wire::sse_comment(&format!("closed ({code}): {reason}")),
+            _ => close_frame(code, reason),
+        }
+    }
+
+    /// Marks the client's read side finished (it went away); the writer then ends.
+    pub fn end_reading(&self) {
+        self.reader_done.set(true);
+        self.reader_wake.notify();
         self.wake.notify();
     }
 
@@ -342,20 +375,21 @@ impl Conn {
         }
         let skipped = self.skip_to_tail(log.tail_seq());
         let mut seq = self.next_seq.get();
-        let (min, kind) = (self.min_cursor.get(), self.kind.index());
+        let (min, kind, wire) = (self.min_cursor.get(), self.kind, self.wire);
         while batch.len() < MAX_BATCH {
             let Some(f) = log.get(seq) else { break };
-            seq += 1;
             if f.cursor >= min {
-                batch.push(f.variant(kind).clone());
+                if let Some(b) = wire.get(log, seq, kind) {
+                    batch.push(b);
+                }
             }
+            seq += 1;
         }
         self.next_seq.set(seq);
         if seq == log.head_seq() {
             self.behind_since.set(None);
             if batch.len() < MAX_BATCH {
-                if let Some(close) = self.close_at_head.borrow_mut().take() {
-                    let code = u16::from_be_bytes([close[2], close[3]]);
+                if let Some((code, close)) = self.close_at_head.borrow_mut().take() {
                     batch.push(close);
                     self.close_code.set(Some(code));
                 }
@@ -378,8 +412,11 @@ fn close_frame(code: u16, reason: &str) -> Bytes {
 
 /// `{"message_type":"gap","from":F,"to":T}`: what a resuming client can no longer get.
 pub fn gap_message(from: u64, to: u64) -> Bytes {
-    let msg = format!("{{\"message_type\":\"gap\",\"from\":{from},\"to\":{to}}}");
-    frame::frame(frame::OP_TEXT, msg.as_bytes())
+    frame::frame(frame::OP_TEXT, &gap_json(from, to))
+}
+
+fn gap_json(from: u64, to: u64) -> Vec<u8> {
+    format!("{{\"message_type\":\"gap\",\"from\":{from},\"to\":{to}}}").into_bytes()
 }
 
 /// Writes this client's frames from the core's `log` until the connection ends; then marks
@@ -458,6 +495,29 @@ pub async fn reader<R>(conn: Rc<Conn>, io: R, max_frame: usize) -> ReadEnd
 where
     R: tokio::io::AsyncRead + Unpin,
 {
+    read_frames(conn, io, max_frame, None).await
+}
+
+/// [`reader`] for a client that negotiated permessage-deflate: frames with RSV1 are
+/// inflated (to at most `max_frame` bytes) and checked; see [`crate::deflate`].
+pub async fn deflate_reader<R>(conn: Rc<Conn>, io: R, max_frame: usize) -> ReadEnd
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    let seen = SeenQueue::default();
+    let io = deflate::Rsv1Strip::new(io, seen.clone());
+    read_frames(conn, io, max_frame, Some((seen, Inflate::default()))).await
+}
+
+async fn read_frames<R>(
+    conn: Rc<Conn>,
+    io: R,
+    max_frame: usize,
+    mut deflate: Option<(SeenQueue, Inflate)>,
+) -> ReadEnd
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
     let (mut ws, _) = fastwebsockets::after_handshake_split(io, tokio::io::sink(), Role::Server);
     ws.set_auto_close(false);
     ws.set_auto_pong(false);
@@ -472,6 +532,17 @@ where
                 if head[1] & 0x80 == 0 {
                     conn.close(1002, "client frames must be masked");
                     break ReadEnd::Protocol;
+                }
+                if let Some((seen, inflate)) = deflate.as_mut() {
+                    let s = seen.borrow_mut().pop_front().unwrap_or(Seen::Plain);
+                    let control = matches!(f.opcode, OpCode::Ping | OpCode::Pong | OpCode::Close);
+                    let cont = f.opcode == OpCode::Continuation;
+                    if let Err((code, reason)) =
+                        inflate.frame(s, control, cont, f.fin, &f.payload, max_frame)
+                    {
+                        conn.close(code, reason);
+                        break ReadEnd::Protocol;
+                    }
                 }
                 match f.opcode {
                     OpCode::Ping => conn.push_pong(&f.payload),
@@ -507,9 +578,7 @@ where
             }
         }
     };
-    conn.reader_done.set(true);
-    conn.reader_wake.notify();
-    conn.wake.notify();
+    conn.end_reading();
     end
 }
 

@@ -96,7 +96,13 @@ async fn accept_loop(core: Rc<Fanout>, listener: monoio::net::TcpListener) {
             return;
         }
         core.counters.accepted.fetch_add(1, Relaxed);
-        let Some(admission) = core.shared.admit(peer.ip()) else {
+        let shared = &core.shared;
+        let admission = if crate::access::any_contains(&shared.config.trusted_proxies, peer.ip()) {
+            shared.admit_proxied()
+        } else {
+            shared.admit(peer.ip())
+        };
+        let Some(admission) = admission else {
             core.counters.rejected.fetch_add(1, Relaxed);
             tracing::debug!(%peer, "connection refused: limit reached");
             drop(stream);

@@ -17,6 +17,7 @@ use certstream_engine::Frames;
 use crate::conn::Conn;
 use crate::shared::{CoreCounters, Shared};
 use crate::stream_log::{Resume, StreamLog};
+use crate::wire::Wire;
 
 /// One core's stream and clients (everything on it runs on the core's thread).
 #[derive(Debug)]
@@ -69,7 +70,16 @@ impl Fanout {
     /// Adds a client to this core's fanout.
     pub fn attach(&self, conn: Rc<Conn>) {
         self.counters.clients[conn.kind.index()].fetch_add(1, Relaxed);
+        self.wire_gauge(&conn).map(|g| g.fetch_add(1, Relaxed));
         self.conns.borrow_mut().push(conn);
+    }
+
+    fn wire_gauge(&self, c: &Conn) -> Option<&std::sync::atomic::AtomicU64> {
+        match c.wire {
+            Wire::Ws => None,
+            Wire::Sse => Some(&self.counters.sse_clients),
+            Wire::Deflate { .. } => Some(&self.counters.deflate_clients),
+        }
     }
 
     /// Moves everything the hand-off ring holds into the log; wakes the writers when
@@ -105,9 +115,14 @@ impl Fanout {
         msg.push(b'}');
         let text = frame::frame(frame::OP_TEXT, &msg);
         let ping = frame::frame(OP_PING, b"");
+        let comment = crate::wire::sse_comment("keep-alive");
         for c in self.conns.borrow().iter() {
-            c.push_control(ping.clone());
-            c.push_control(text.clone());
+            if c.wire == Wire::Sse {
+                c.push_control(comment.clone());
+            } else {
+                c.push_control(ping.clone());
+                c.push_control(text.clone());
+            }
         }
     }
 
@@ -119,6 +134,7 @@ impl Fanout {
         self.conns.borrow_mut().retain(|c| {
             if c.is_dead() {
                 self.counters.clients[c.kind.index()].fetch_sub(1, Relaxed);
+                self.wire_gauge(c).map(|g| g.fetch_sub(1, Relaxed));
                 return false;
             }
             // A writer stuck in a write to a client that does not read never gets to

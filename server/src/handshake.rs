@@ -28,6 +28,11 @@ pub fn wants_upgrade(req: &Request) -> bool {
 
 /// Checks an upgrade request and returns the 101 response to send.
 pub fn accept(req: &Request) -> Result<Vec<u8>, HandshakeError> {
+    accept_with(req, None)
+}
+
+/// [`accept`], answering with the `Sec-WebSocket-Extensions` value `extensions` when given.
+pub fn accept_with(req: &Request, extensions: Option<&str>) -> Result<Vec<u8>, HandshakeError> {
     if req.method != "GET" {
         return Err(HandshakeError::Method);
     }
@@ -51,8 +56,11 @@ pub fn accept(req: &Request) -> Result<Vec<u8>, HandshakeError> {
     if decoded.len() != 16 {
         return Err(HandshakeError::Key);
     }
+    let ext = extensions
+        .map(|e| format!("Sec-WebSocket-Extensions: {e}\r\n"))
+        .unwrap_or_default();
     Ok(format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n{ext}\r\n",
         accept_key(key)
     )
     .into_bytes())

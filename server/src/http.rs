@@ -46,6 +46,10 @@ pub enum Route {
     Example,
     Stats,
     Metrics,
+    /// `/sse?stream=lite|full|domains`: a stream as Server-Sent Events.
+    Sse,
+    Health,
+    HealthDeep,
     NotFound,
 }
 
@@ -65,6 +69,9 @@ pub fn route(path: &str) -> Route {
         "/example.json" => Route::Example,
         "/stats" => Route::Stats,
         "/metrics" => Route::Metrics,
+        "/sse" => Route::Sse,
+        "/health" => Route::Health,
+        "/health/deep" => Route::HealthDeep,
         _ => Route::NotFound,
     }
 }
@@ -101,6 +108,16 @@ pub enum HttpError {
     RepeatedSince,
     #[error("since={since} is ahead of the stream: the last cursor is {last}")]
     SinceAhead { since: u64, last: u64 },
+    #[error("stream must be lite, full or domains")]
+    BadSseStream,
+    #[error("Last-Event-ID must be a cursor: a non-negative integer")]
+    BadLastEventId,
+    #[error("a valid token is needed: Authorization: Bearer <token>, or ?token=<token>")]
+    Unauthorized,
+    #[error("this address may not connect")]
+    Forbidden,
+    #[error("too many connections from this address")]
+    TooManyFromAddress,
 }
 
 impl HttpError {
@@ -108,6 +125,9 @@ impl HttpError {
     pub fn status(self) -> &'static str {
         match self {
             HttpError::TooLarge => "431 Request Header Fields Too Large",
+            HttpError::Unauthorized => "401 Unauthorized",
+            HttpError::Forbidden => "403 Forbidden",
+            HttpError::TooManyFromAddress => "429 Too Many Requests",
             _ => "400 Bad Request",
         }
     }

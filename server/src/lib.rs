@@ -6,20 +6,27 @@
 //! - [`core`]: a serving core: monoio runtime, accept loop, the coalescing tick.
 //! - [`router`]: one accepted connection: request head, route, response or upgrade.
 //! - [`http`]: request heads (`httparse`), routes, `since`, responses.
-//! - [`handshake`]: the websocket upgrade.
+//! - [`access`]: the real address behind trusted proxies, the allow list, bearer tokens.
+//! - [`handshake`]: the websocket upgrade; [`deflate`]: permessage-deflate, shared.
+//! - [`sse`]: the streams as Server-Sent Events (`Accept: text/event-stream`, `/sse`).
 //! - [`fanout`]: a core's stream log and clients: ring drain, heartbeats, slow clients.
 //! - [`stream_log`]: the recent stream, once per core, in cursor order; resume by cursor.
+//! - [`wire`]: a certificate's wire forms (websocket, deflated, SSE), made once per core.
 //! - [`conn`]: one client: a position in the log, vectored writer, fastwebsockets reader.
 //! - [`shared`]: settings, per-core counters and connection limits every core shares.
 //! - [`report`]: `/latest.json`, `/example.json`, `/stats`, `/metrics`; [`page`]: the index.
+//! - [`health`]: `/health` and `/health/deep` (each log's state, a log behind its position).
 //! - [`service`]: ingest thread + cores; `start`/`run` (tests start it on `127.0.0.1:0`).
 //! - [`cli`]: options and subcommands; [`tools`]: `decode` and `cert`.
 
+pub mod access;
 pub mod cli;
 pub mod conn;
 pub mod core;
+pub mod deflate;
 pub mod fanout;
 pub mod handshake;
+pub mod health;
 pub mod http;
 pub mod listen;
 pub mod page;
@@ -27,7 +34,9 @@ pub mod report;
 pub mod router;
 pub mod service;
 pub mod shared;
+pub mod sse;
 pub mod stream_log;
 pub mod tools;
+pub mod wire;
 
 pub use service::{run, start, Config, Server};

@@ -146,6 +146,30 @@ pub fn metrics(shared: &Shared) -> String {
             .collect::<Vec<_>>(),
     );
     metric(
+        "sse_clients",
+        "gauge",
+        "Connected Server-Sent Events clients (also counted in certstream_clients).",
+        &[(String::new(), shared.sum(|c| &c.sse_clients))],
+    );
+    metric(
+        "deflate_clients",
+        "gauge",
+        "Connected websocket clients that negotiated permessage-deflate.",
+        &[(String::new(), shared.sum(|c| &c.deflate_clients))],
+    );
+    metric(
+        "access_denied_total",
+        "counter",
+        "Requests refused by the --allow list.",
+        &[(String::new(), shared.sum(|c| &c.access_denied))],
+    );
+    metric(
+        "unauthorized_total",
+        "counter",
+        "Stream requests refused for a missing or wrong token (401).",
+        &[(String::new(), shared.sum(|c| &c.unauthorized))],
+    );
+    metric(
         "certificates_processed_total",
         "counter",
         "Certificates parsed and published.",
@@ -320,6 +344,12 @@ pub fn metrics(shared: &Shared) -> String {
         "counter",
         "Failed requests, per log.",
         &per_log(&|l| l.errors.load(Relaxed)),
+    );
+    metric(
+        "log_behind",
+        "gauge",
+        "1 while a log's tree is smaller than the position it is to continue from.",
+        &per_log(&|l| l.behind.load(Relaxed)),
     );
     metric(
         "uptime_seconds",

@@ -11,12 +11,16 @@ use monoio::buf::IoBufMut as _;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable as _};
 use tokio::io::AsyncReadExt as _;
 
+use crate::access;
 use crate::conn::{self, Conn, ReadEnd};
+use crate::deflate;
 use crate::fanout::Fanout;
 use crate::handshake;
 use crate::http::{self, HttpError, Route, StreamKind};
 use crate::report;
 use crate::shared::Admission;
+use crate::sse;
+use crate::wire::Wire;
 
 /// Bytes a client's reader reads at once (client frames are pongs, pings and closes: a
 /// few bytes each; a larger frame is read in several pieces).
@@ -56,7 +60,7 @@ pub async fn handle(
     core: Rc<Fanout>,
     mut stream: monoio::net::TcpStream,
     peer: SocketAddr,
-    _admission: Admission,
+    mut admission: Admission,
 ) {
     let cfg = &core.shared.config;
     let head =
@@ -72,21 +76,46 @@ pub async fn handle(
         Ok(Ok(r)) => r,
     };
     core.counters.http_requests.fetch_add(1, Relaxed);
+    let real = access::real_ip(peer.ip(), &req, &cfg.trusted_proxies);
+    if !admission.bind(real) {
+        core.counters.rejected.fetch_add(1, Relaxed);
+        return refuse(&core, &mut stream, peer, HttpError::TooManyFromAddress).await;
+    }
+    if !cfg.allow.is_empty() && !access::any_contains(&cfg.allow, real) {
+        core.counters.access_denied.fetch_add(1, Relaxed);
+        tracing::info!(%peer, %real, "address not allowed");
+        return refuse(&core, &mut stream, peer, HttpError::Forbidden).await;
+    }
     let route = http::route(&req.path);
+    let streams = matches!(route, Route::Stream(_) | Route::Sse)
+        && (handshake::wants_upgrade(&req) || sse::wants_events(&req) || route == Route::Sse);
+    if streams && !access::authorized(&req, &cfg.auth_tokens) {
+        core.counters.unauthorized.fetch_add(1, Relaxed);
+        tracing::info!(%peer, %real, "stream request without a valid token");
+        return refuse(&core, &mut stream, peer, HttpError::Unauthorized).await;
+    }
     if let Route::Stream(kind) = route {
         if handshake::wants_upgrade(&req) {
             let since = match stream_since(&core, &req.path) {
                 Ok(s) => s,
                 Err(e) => return refuse(&core, &mut stream, peer, e).await,
             };
-            match handshake::accept(&req) {
+            let agreed = cfg.deflate.then(|| deflate::negotiate(&req)).flatten();
+            let ext = agreed.as_ref().map(|a| a.response.as_str());
+            match handshake::accept_with(&req, ext) {
                 Ok(resp) => {
                     let (res, _) = stream.write_all(resp).await;
                     if res.is_ok() {
+                        let wire = agreed.map_or(Wire::Ws, |a| Wire::Deflate { bits: a.bits });
                         // Its own task: what this one held for the request goes now,
                         // not when the connection ends (a client is a few KiB).
                         monoio::spawn(websocket(
-                            core, stream, peer, kind, since, leftover, _admission,
+                            core,
+                            stream,
+                            peer,
+                            Subscription { kind, wire, since },
+                            leftover,
+                            admission,
                         ));
                     }
                 }
@@ -106,6 +135,18 @@ pub async fn handle(
     if req.method != "GET" && req.method != "HEAD" {
         let resp = http::response("405 Method Not Allowed", "text/plain", b"only GET\n");
         return write_all(&mut stream, resp).await;
+    }
+    let events = match route {
+        Route::Stream(kind) if sse::wants_events(&req) => Some(Ok(kind)),
+        Route::Sse => Some(sse::stream_param(&req.path)),
+        _ => None,
+    };
+    if let (Some(kind), "GET") = (events, req.method.as_str()) {
+        let start = kind.and_then(|k| Ok((k, events_since(&core, &req)?)));
+        return match start {
+            Ok((kind, since)) => sse::serve(core, stream, peer, kind, since).await,
+            Err(e) => refuse(&core, &mut stream, peer, e).await,
+        };
     }
     let resp = match route {
         Route::Stream(StreamKind::Lite) => http::response(
@@ -139,7 +180,26 @@ pub async fn handle(
             "text/plain; version=0.0.4; charset=utf-8",
             report::metrics(&core.shared).as_bytes(),
         ),
-        Route::NotFound => http::response("404 Not Found", "text/plain", b"not found\n"),
+        Route::Health => match crate::health::health(&core.shared) {
+            Ok(ok) => http::response("200 OK", "text/plain", format!("{ok}\n").as_bytes()),
+            Err(why) => http::response(
+                "503 Service Unavailable",
+                "text/plain",
+                format!("{why}\n").as_bytes(),
+            ),
+        },
+        Route::HealthDeep => {
+            let body = crate::health::deep(&core.shared);
+            let status = if crate::health::health(&core.shared).is_ok() {
+                "200 OK"
+            } else {
+                "503 Service Unavailable"
+            };
+            http::response(status, "application/json", &body)
+        }
+        Route::NotFound | Route::Sse => {
+            http::response("404 Not Found", "text/plain", b"not found\n")
+        }
     };
     write_all(&mut stream, resp).await;
 }
@@ -154,19 +214,33 @@ async fn refuse(
     core.counters.bad_requests.fetch_add(1, Relaxed);
     tracing::debug!(%peer, error = %e, "bad request");
     let body = format!("{e}\n");
-    write_all(
-        stream,
-        http::response(e.status(), "text/plain", body.as_bytes()),
-    )
-    .await;
+    let mut resp = http::response(e.status(), "text/plain", body.as_bytes());
+    if e == HttpError::Unauthorized {
+        let at = resp
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map_or(0, |p| p + 2);
+        resp.splice(at..at, b"WWW-Authenticate: Bearer\r\n".iter().copied());
+    }
+    write_all(stream, resp).await;
 }
 
 /// The `since` cursor of a stream request: malformed, or ahead of what was published, is an
 /// error.
 fn stream_since(core: &Fanout, path: &str) -> Result<Option<u64>, HttpError> {
     let q = http::stream_query(path)?;
+    check_since(core, q.since)
+}
+
+/// An event stream's start: its `Last-Event-ID` header, else its `since`.
+fn events_since(core: &Fanout, req: &http::Request) -> Result<Option<u64>, HttpError> {
+    let q = http::stream_query(&req.path)?;
+    check_since(core, sse::last_event_id(req)?.or(q.since))
+}
+
+fn check_since(core: &Fanout, since: Option<u64>) -> Result<Option<u64>, HttpError> {
     let next = core.shared.hub.next_cursor();
-    match q.since {
+    match since {
         Some(since) if since >= next => Err(HttpError::SinceAhead {
             since,
             last: next - 1,
@@ -175,17 +249,25 @@ fn stream_since(core: &Fanout, path: &str) -> Result<Option<u64>, HttpError> {
     }
 }
 
+/// What an upgraded client asked for: its stream, its wire form and where it starts.
+struct Subscription {
+    kind: StreamKind,
+    wire: Wire,
+    since: Option<u64>,
+}
+
 async fn websocket(
     core: Rc<Fanout>,
     stream: monoio::net::TcpStream,
     peer: SocketAddr,
-    kind: StreamKind,
-    since: Option<u64>,
+    sub: Subscription,
     leftover: Vec<u8>,
     _admission: Admission,
 ) {
+    let Subscription { kind, wire, since } = sub;
     let cfg = &core.shared.config;
-    let conn = Rc::new(Conn::new(kind, peer, stream.as_raw_fd(), core.start(since)));
+    let fd = stream.as_raw_fd();
+    let conn = Rc::new(Conn::with_wire(kind, wire, peer, fd, core.start(since)));
     // One socket, two halves: the hot write side stays on the native completion driver;
     // the cold read side is adapted to tokio's `AsyncRead` for fastwebsockets by
     // monoio-compat (reads into its own small buffer), so a client costs one descriptor.
@@ -198,7 +280,11 @@ async fn websocket(
         let max = cfg.max_client_frame;
         monoio::spawn(async move {
             let io = std::io::Cursor::new(leftover).chain(read);
-            if conn::reader(conn, io, max).await == ReadEnd::Protocol {
+            let end = match wire {
+                Wire::Deflate { .. } => conn::deflate_reader(conn, io, max).await,
+                _ => conn::reader(conn, io, max).await,
+            };
+            if end == ReadEnd::Protocol {
                 core.counters.protocol_closed.fetch_add(1, Relaxed);
             }
         })

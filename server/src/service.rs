@@ -107,6 +107,7 @@ pub fn start(mut cfg: Config, listener: TcpListener) -> anyhow::Result<Server> {
                             let sim = sim::start(sim_cfg).await?;
                             tracing::info!(log_list = %sim.log_list_url, "demo: simulated CT log started");
                             ingest_cfg.log_list = sim.log_list_url.clone();
+                            ingest_cfg.more_log_lists.clear();
                             ingest_cfg.client.ca_file = None;
                             Some(sim)
                         }

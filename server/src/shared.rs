@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use certstream_engine::hub::Hub;
 use certstream_engine::stats::Stats;
 
+use crate::access::Cidr;
+
 /// Which io driver the cores use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Driver {
@@ -43,8 +45,18 @@ pub struct CoreConfig {
     pub max_head: usize,
     /// Time a client has to send its request head.
     pub handshake_timeout: Duration,
-    /// Largest client websocket frame.
+    /// Largest client websocket frame (and inflated client message).
     pub max_client_frame: usize,
+    /// Whether permessage-deflate is negotiated with clients that offer it.
+    pub deflate: bool,
+    /// `/health` is 200 while some log published an entry this recently.
+    pub health_window: Duration,
+    /// Peers whose `X-Forwarded-For` / `Forwarded` are believed (see [`crate::access`]).
+    pub trusted_proxies: Vec<Cidr>,
+    /// Real addresses allowed to connect (empty: all).
+    pub allow: Vec<Cidr>,
+    /// Tokens a stream request must carry one of (empty: none needed).
+    pub auth_tokens: Vec<String>,
 }
 
 impl Default for CoreConfig {
@@ -63,6 +75,11 @@ impl Default for CoreConfig {
             max_head: 8192,
             handshake_timeout: Duration::from_secs(10),
             max_client_frame: 64 << 10,
+            deflate: true,
+            health_window: Duration::from_secs(300),
+            trusted_proxies: Vec::new(),
+            allow: Vec::new(),
+            auth_tokens: Vec::new(),
         }
     }
 }
@@ -96,6 +113,13 @@ pub struct CoreCounters {
     pub handshake_timeouts: AtomicU64,
     /// Connections refused by the connection limits.
     pub rejected: AtomicU64,
+    /// Requests refused by the allow list, and stream requests without a valid token.
+    pub access_denied: AtomicU64,
+    pub unauthorized: AtomicU64,
+    /// Connected SSE clients, and websocket clients that negotiated permessage-deflate
+    /// (both also counted in `clients`).
+    pub sse_clients: AtomicU64,
+    pub deflate_clients: AtomicU64,
     /// The driver this core runs on: 0 while it starts, then 1 io_uring, 2 legacy (epoll).
     pub driver: AtomicU64,
 }
@@ -162,7 +186,20 @@ impl Shared {
         *n += 1;
         Some(Admission {
             shared: self.clone(),
-            ip,
+            ip: Some(ip),
+        })
+    }
+
+    /// Counts a connection from a trusted proxy against the total only: its real address is
+    /// counted once its request head is read ([`Admission::bind`]).
+    pub fn admit_proxied(self: &Arc<Self>) -> Option<Admission> {
+        if self.connections.fetch_add(1, Relaxed) >= self.config.max_connections {
+            self.connections.fetch_sub(1, Relaxed);
+            return None;
+        }
+        Some(Admission {
+            shared: self.clone(),
+            ip: None,
         })
     }
 }
@@ -171,17 +208,40 @@ impl Shared {
 #[derive(Debug)]
 pub struct Admission {
     shared: Arc<Shared>,
-    ip: IpAddr,
+    /// The address counted against the per-IP limit (none yet for a proxied connection).
+    ip: Option<IpAddr>,
+}
+
+impl Admission {
+    /// Counts a proxied connection against its real address's limit; false when reached.
+    /// A connection already counted (not proxied) is left as it is.
+    pub fn bind(&mut self, ip: IpAddr) -> bool {
+        if self.ip.is_some() {
+            return true;
+        }
+        let mut per_ip = self.shared.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let n = per_ip.entry(ip).or_insert(0);
+        if *n >= self.shared.config.max_per_ip {
+            if *n == 0 {
+                per_ip.remove(&ip);
+            }
+            return false;
+        }
+        *n += 1;
+        self.ip = Some(ip);
+        true
+    }
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
         self.shared.connections.fetch_sub(1, Relaxed);
+        let Some(ip) = self.ip else { return };
         let mut per_ip = self.shared.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = per_ip.get_mut(&self.ip) {
+        if let Some(n) = per_ip.get_mut(&ip) {
             *n -= 1;
             if *n == 0 {
-                per_ip.remove(&self.ip);
+                per_ip.remove(&ip);
             }
         }
     }

@@ -16,8 +16,17 @@
 //! [`StreamLog::resume`] turns a client's `since` cursor into a position: every certificate
 //! after `since` still held, and the range it can no longer have when `since` is older
 //! than the tail.
+//!
+//! # Other wire forms
+//! Beside each certificate's websocket frames the log keeps the other wire forms clients of
+//! this core asked for (an SSE event, a deflated frame: see [`crate::wire`]), each made the
+//! first time a client wants it ([`StreamLog::form`]) and then shared by every client of
+//! that form; they count against the byte budget and are evicted with their certificate.
 
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+
+use bytes::Bytes;
 
 use certstream_engine::Frames;
 
@@ -37,6 +46,10 @@ pub struct Resume {
 #[derive(Debug)]
 pub struct StreamLog {
     frames: VecDeque<Frames>,
+    /// The other wire forms made so far of `frames[i]`: `(form key, bytes)`.
+    forms: VecDeque<RefCell<Vec<(u8, Bytes)>>>,
+    /// Bytes of those forms.
+    form_bytes: Cell<usize>,
     /// Position of `frames[0]`.
     tail_seq: u64,
     bytes: usize,
@@ -54,6 +67,8 @@ impl StreamLog {
     pub fn new(max_bytes: usize, max_frames: usize, next_cursor: u64) -> Self {
         StreamLog {
             frames: VecDeque::new(),
+            forms: VecDeque::new(),
+            form_bytes: Cell::new(0),
             tail_seq: 0,
             bytes: 0,
             max_bytes,
@@ -69,11 +84,16 @@ impl StreamLog {
         self.next_cursor = self.next_cursor.max(f.cursor + 1);
         self.bytes += f.len();
         self.frames.push_back(f);
+        self.forms.push_back(RefCell::new(Vec::new()));
         while self.frames.len() > 1
-            && (self.bytes > self.max_bytes || self.frames.len() > self.max_frames)
+            && (self.bytes() > self.max_bytes || self.frames.len() > self.max_frames)
         {
             if let Some(old) = self.frames.pop_front() {
                 self.bytes -= old.len();
+                if let Some(forms) = self.forms.pop_front() {
+                    let n: usize = forms.borrow().iter().map(|(_, b)| b.len()).sum();
+                    self.form_bytes.set(self.form_bytes.get() - n);
+                }
                 self.tail_seq += 1;
                 self.evicted += 1;
             }
@@ -97,6 +117,21 @@ impl StreamLog {
         self.frames.get(i)
     }
 
+    /// Wire form `key` of the certificate at position `seq`, while held: made by `make` the
+    /// first time it is asked for, then the same shared bytes for every client.
+    pub fn form(&self, seq: u64, key: u8, make: impl FnOnce(&Frames) -> Bytes) -> Option<Bytes> {
+        let i = usize::try_from(seq.checked_sub(self.tail_seq)?).ok()?;
+        let f = self.frames.get(i)?;
+        let mut forms = self.forms.get(i)?.borrow_mut();
+        if let Some((_, b)) = forms.iter().find(|(k, _)| *k == key) {
+            return Some(b.clone());
+        }
+        let b = make(f);
+        self.form_bytes.set(self.form_bytes.get() + b.len());
+        forms.push((key, b.clone()));
+        Some(b)
+    }
+
     /// Certificates held.
     pub fn len(&self) -> usize {
         self.frames.len()
@@ -107,9 +142,9 @@ impl StreamLog {
         self.frames.is_empty()
     }
 
-    /// Bytes of frames held.
+    /// Bytes of frames held (other wire forms included).
     pub fn bytes(&self) -> usize {
-        self.bytes
+        self.bytes + self.form_bytes.get()
     }
 
     /// The oldest cursor held (the next expected one when nothing is).
@@ -180,6 +215,27 @@ mod tests {
         log.push(frames(12, 1000));
         assert_eq!(cursors(&log), [12]);
         assert_eq!(log.next_cursor(), 13);
+    }
+
+    #[test]
+    fn a_wire_form_is_made_once_and_evicted_with_its_certificate() {
+        let mut log = StreamLog::new(100, 1000, 1);
+        log.push(frames(1, 10));
+        let mut made = 0;
+        for _ in 0..3 {
+            let b = log.form(0, 7, |f| {
+                made += 1;
+                Bytes::from(format!("sse{}", f.cursor).repeat(5))
+            });
+            assert_eq!(b.as_deref(), Some(&b"sse1sse1sse1sse1sse1"[..]));
+        }
+        assert_eq!((made, log.bytes()), (1, 50));
+        assert_eq!(log.form(1, 7, |_| unreachable!()), None);
+        // The form counts against the budget: two more certificates evict the first.
+        log.push(frames(2, 10));
+        log.push(frames(3, 10));
+        assert_eq!(cursors(&log), [2, 3]);
+        assert_eq!(log.bytes(), 60);
     }
 
     #[test]

@@ -11,6 +11,10 @@
 //! `--stall`: clients that complete the upgrade and never read (the server's memory per
 //! connection it cannot send to).
 //!
+//! `--deflate`: every client offers permessage-deflate; the sampled clients inflate each
+//! compressed message (for its `seen`), the others only count frames and bytes (so the
+//! clients' own CPU stays small beside the server's).
+//!
 //! `--churn`: instead, `--clients` client slots for `--duration` seconds, each connecting (to
 //! a stream picked at random from `--paths`), reading for a random stay, leaving (half with a
 //! close frame, half by dropping the connection), pausing, and connecting again: the memory
@@ -58,6 +62,9 @@ struct Args {
     /// Connections opened at once while connecting.
     #[arg(long, default_value_t = 200)]
     connect_batch: usize,
+    /// Offer permessage-deflate (see the module docs).
+    #[arg(long)]
+    deflate: bool,
     /// Churn mode (see the module docs).
     #[arg(long)]
     churn: bool,
@@ -115,7 +122,12 @@ async fn client(
     measuring: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
-    let (mut s, mut buf) = certstream_benches::ws::handshake(&args.addr, &args.path)
+    let offer = if args.deflate {
+        "Sec-WebSocket-Extensions: permessage-deflate\r\n"
+    } else {
+        ""
+    };
+    let (mut s, mut buf) = certstream_benches::ws::handshake_with(&args.addr, &args.path, offer)
         .await
         .map_err(|e| anyhow::anyhow!("handshake: {e:#}"))?;
     totals.connected.fetch_add(1, Relaxed);
@@ -128,6 +140,7 @@ async fn client(
         return Ok(());
     }
     let sample = id % args.sample_every.max(1) == 0;
+    let mut inflated = Vec::new();
     let mut lat = Vec::new();
     let (mut frames, mut certs, mut bytes) = (0u64, 0u64, 0u64);
     while !stop.load(Relaxed) {
@@ -151,8 +164,22 @@ async fn client(
             if measuring.load(Relaxed) {
                 frames += 1;
                 bytes += (hlen + len) as u64;
-                let payload = &buf[hlen..hlen + len];
-                if buf[0] & 0x0f == 1 && !payload.starts_with(b"{\"message_type\":\"heartbeat\"") {
+                let mut payload = &buf[hlen..hlen + len];
+                if buf[0] & 0x40 != 0 {
+                    // Compressed: certificates only (the server sends heartbeats plain).
+                    certs += 1;
+                    if sample {
+                        inflated = inflate(payload, inflated)?;
+                        if let Some(seen) = seen_of(&inflated) {
+                            lat.push((now_secs() - seen) * 1000.0);
+                        }
+                    }
+                    payload = b"";
+                }
+                if buf[0] & 0x0f == 1
+                    && !payload.is_empty()
+                    && !payload.starts_with(b"{\"message_type\":\"heartbeat\"")
+                {
                     certs += 1;
                     if sample {
                         if let Some(seen) = seen_of(payload) {
@@ -188,6 +215,24 @@ async fn client(
     totals.bytes.fetch_add(bytes, Relaxed);
     totals.latencies_ms.lock().expect("lock").extend(lat);
     Ok(())
+}
+
+/// Inflates one permessage-deflate message compressed on its own, into `out` (reused).
+fn inflate(payload: &[u8], mut out: Vec<u8>) -> anyhow::Result<Vec<u8>> {
+    let mut input = payload.to_vec();
+    input.extend_from_slice(&[0, 0, 0xff, 0xff]);
+    let mut z = flate2::Decompress::new(false);
+    out.clear();
+    out.reserve(input.len() * 6 + 1024);
+    loop {
+        let at = z.total_in() as usize;
+        z.decompress_vec(&input[at..], &mut out, flate2::FlushDecompress::Sync)
+            .context("bad compressed frame")?;
+        if z.total_in() as usize == input.len() && out.len() < out.capacity() {
+            return Ok(out);
+        }
+        out.reserve(out.capacity());
+    }
 }
 
 /// `(cpu seconds, rss KiB)` of a process.
@@ -487,6 +532,7 @@ async fn run(args: Arc<Args>) -> anyhow::Result<()> {
         ("connected", totals.connected.load(Relaxed).to_string()),
         ("failed_to_connect", totals.failed.load(Relaxed).to_string()),
         ("path", format!("\"{}\"", args.path)),
+        ("deflate", args.deflate.to_string()),
         ("connect_seconds", format!("{connect_s:.2}")),
         ("window_seconds", format!("{secs:.3}")),
         ("frames", frames.to_string()),

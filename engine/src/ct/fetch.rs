@@ -378,9 +378,6 @@ pub(crate) async fn run<A: LogApi>(
             }
         };
         let start = first_position(&ctx, &log, &mut next, tree_size);
-        if tree_size < start {
-            tracing::debug!(log = %url, tree_size, next = start, "tree is behind our position");
-        }
 
         let mut inflight = InFlight(VecDeque::new());
         let mut dispatched = api.range_start(start);
@@ -464,14 +461,32 @@ pub(crate) async fn back_off(
     stop: &mut watch::Receiver<bool>,
 ) -> bool {
     log.stats.errors.fetch_add(1, Relaxed);
+    *log.stats
+        .last_error
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = Some((
+        crate::stats::now_ms(),
+        format!("{what} failed: {}", f.error),
+    ));
     let d = backoff.next(f.retry_after);
     tracing::warn!(log = %log.source.url, error = %f.error, retry_in = ?d, "{what} failed");
     sleep_or_stop(d, stop).await
 }
 
 /// Records the tree size; for a log without a position, resolves and records where it starts.
+/// A tree smaller than the position is warned about at each poll and counted: it is followed
+/// all the same (waiting for that size), but `/health/deep` tells why nothing comes.
 pub(crate) fn first_position(ctx: &Ctx, log: &Log, next: &mut Option<u64>, tree_size: u64) -> u64 {
     log.stats.tree_size.store(tree_size, Relaxed);
+    log.stats
+        .last_success_ms
+        .store(crate::stats::now_ms(), Relaxed);
+    let behind = next.filter(|&n| tree_size < n);
+    log.stats.behind.store(behind.is_some() as u64, Relaxed);
+    if let Some(n) = behind {
+        ctx.stats.behind_position.fetch_add(1, Relaxed);
+        tracing::warn!(log = %log.source.url, tree_size, position = n, "the log's tree is smaller than the position to continue from: the log went backwards, or the positions file belongs to another deployment; waiting for it to reach the position");
+    }
     *next.get_or_insert_with(|| {
         let url = &log.source.url;
         let s = ctx.config.start.resolve(tree_size);
@@ -505,6 +520,9 @@ pub(crate) fn publish_entry(
     ctx.sink.publish(enc.draft);
     ctx.stats.entries.fetch_add(1, Relaxed);
     log.stats.entries.fetch_add(1, Relaxed);
+    log.stats
+        .last_advance_ms
+        .store((seen * 1000.0) as u64, Relaxed);
 }
 
 #[cfg(test)]

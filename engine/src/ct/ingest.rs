@@ -32,6 +32,9 @@ use crate::watcher;
 pub struct IngestConfig {
     /// Log list URL or file.
     pub log_list: String,
+    /// More lists (URLs or files) merged with it by log ID: a log in several is watched
+    /// once. Each keeps its last good version while it cannot be fetched.
+    pub more_log_lists: Vec<String>,
     pub states: StateFilter,
     pub client: ClientConfig,
     pub watcher: WatcherConfig,
@@ -49,6 +52,7 @@ impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
             log_list: loglist::GOOGLE_LOG_LIST.to_owned(),
+            more_log_lists: Vec::new(),
             states: StateFilter::default(),
             client: ClientConfig::default(),
             watcher: WatcherConfig::default(),
@@ -125,16 +129,33 @@ pub async fn run(
         tracing::info!(delay = ?cfg.resume_delay, "resuming saved positions after a pause, so that clients can reconnect first");
     }
     let mut stopped = resuming && !fetch::sleep_or_stop(cfg.resume_delay, &mut shutdown).await;
+    let sources: Vec<&String> = std::iter::once(&cfg.log_list)
+        .chain(&cfg.more_log_lists)
+        .collect();
+    let mut last_good: Vec<Option<Vec<LogInfo>>> = vec![None; sources.len()];
     while !stopped {
-        let wait = match load_list(&client, &cfg.log_list).await {
-            Ok(all) => {
+        let mut failed = None;
+        for (source, good) in sources.iter().zip(last_good.iter_mut()) {
+            match load_list(&client, source).await {
+                Ok(all) => *good = Some(all),
+                Err(e) => {
+                    stats.loglist_errors.fetch_add(1, Relaxed);
+                    tracing::error!(source = %source, error = %e, "log list unavailable; keeping its last good version");
+                    failed = Some(e);
+                }
+            }
+        }
+        if last_good.iter().any(Option::is_some) {
+            let lists = last_good.iter().flatten().map(Vec::as_slice);
+            let selected = loglist::merge(lists, &cfg.states);
+            reconcile(&ctx, &selected, &mut running, &mut limiters, &cfg);
+        }
+        let wait = match failed {
+            None => {
                 retry.reset();
-                let selected = loglist::select(&all, &cfg.states);
-                reconcile(&ctx, &selected, &mut running, &mut limiters, &cfg);
                 cfg.refresh
             }
-            Err(e) => {
-                stats.loglist_errors.fetch_add(1, Relaxed);
+            Some(_) => {
                 let d = if running.is_empty() {
                     retry.next(None)
                 } else {
@@ -143,7 +164,7 @@ pub async fn run(
                         .max(Duration::from_secs(60))
                         .min(cfg.refresh)
                 };
-                tracing::error!(source = %cfg.log_list, error = %e, retry_in = ?d, "log list unavailable; keeping the current watchers");
+                tracing::info!(retry_in = ?d, watchers = running.len(), "fetching the log lists again sooner");
                 d
             }
         };

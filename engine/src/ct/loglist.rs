@@ -15,6 +15,10 @@ use crate::error::Error;
 /// The public log list.
 pub const GOOGLE_LOG_LIST: &str = "https://www.gstatic.com/ct/log_list/v3/log_list.json";
 
+/// Apple's log list: the same v3 layout (`operators[].logs[]`, one `state` object per log),
+/// with extra top-level fields (`assetVersion`, `assetVersionV2`) that are ignored.
+pub const APPLE_LOG_LIST: &str = "https://valid.apple.com/ct/log_list/current_log_list.json";
+
 /// A log's state in the list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum LogState {
@@ -226,9 +230,71 @@ pub fn select(all: &[LogInfo], filter: &StateFilter) -> Vec<LogInfo> {
         .collect()
 }
 
+/// The logs several lists select, each list filtered by its own states, merged by log ID
+/// (and URL): a log in more than one list is watched once, as the first list names it.
+pub fn merge<'a>(
+    lists: impl IntoIterator<Item = &'a [LogInfo]>,
+    filter: &StateFilter,
+) -> Vec<LogInfo> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for list in lists {
+        for l in select(list, filter) {
+            let id_new = l.log_id.is_empty() || !seen.contains(&format!("id:{}", l.log_id));
+            if id_new && !seen.contains(&format!("url:{}", l.url)) {
+                seen.insert(format!("id:{}", l.log_id));
+                seen.insert(format!("url:{}", l.url));
+                out.push(l);
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lists_merge_by_log_id_each_filtered_by_its_states() {
+        let log = |id: &str, url: &str, state| LogInfo {
+            operator: "op".into(),
+            description: id.into(),
+            url: url.into(),
+            submission_url: None,
+            log_id: id.into(),
+            key: vec![],
+            mmd: 0,
+            state,
+            kind: LogKind::Rfc6962,
+        };
+        let google = [
+            log("A", "https://a/", LogState::Usable),
+            log("B", "https://b/", LogState::Retired),
+            log("C", "https://c/", LogState::Readonly),
+        ];
+        let apple = [
+            log("A", "https://a-mirror/", LogState::Usable), // same log ID: once
+            log("B", "https://b/", LogState::Usable),        // retired in Google's, usable here
+            log("D", "https://c/", LogState::Usable),        // same URL: once
+            log("E", "https://e/", LogState::Rejected),
+            log("F", "https://f/", LogState::Qualified),
+        ];
+        let got = merge([&google[..], &apple[..]], &StateFilter::default());
+        let names: Vec<_> = got
+            .iter()
+            .map(|l| (l.log_id.as_str(), l.url.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("A", "https://a/"),
+                ("C", "https://c/"),
+                ("B", "https://b/"),
+                ("F", "https://f/")
+            ]
+        );
+    }
 
     const LIST: &str = r#"{"version":"1","operators":[
       {"name":"Op A","email":[],"logs":[
