@@ -620,7 +620,7 @@ fn chromium_gets_events_from_event_source_and_inflates_deflated_frames() {
     let a = server.addr;
     let (_browser, _profile, mut cdp) = chromium(&path, &format!("http://{a}/health"));
     wait_until("the page to load", || {
-        cdp.eval_async("document.readyState") == "complete"
+        cdp.eval_async("location.protocol + document.readyState") == "http:complete"
     });
     for (sse, ws_path) in [
         ("/sse?stream=lite&since=0", "/?since=0"),
@@ -629,7 +629,7 @@ fn chromium_gets_events_from_event_source_and_inflates_deflated_frames() {
         let want = plain(a, ws_path, 30);
         let got = cdp.eval_async(&format!(
             r#"new Promise(resolve => {{
-                const es = new EventSource("{sse}"), got = [];
+                const es = new EventSource("http://{a}{sse}"), got = [];
                 es.onmessage = e => {{
                     if (JSON.parse(e.data).message_type === "heartbeat") return;
                     got.push([e.lastEventId, e.data]);
