@@ -12,6 +12,8 @@
 //! - [`conn`]: one client: a position in the log, vectored writer, fastwebsockets reader.
 //! - [`shared`]: settings, per-core counters and connection limits every core shares.
 //! - [`report`]: `/latest.json`, `/example.json`, `/stats`, `/metrics`; [`page`]: the index.
+//! - [`upstream`]: beyond one machine: the ingest node publishes to NATS JetStream, edge
+//!   nodes consume it into their hub (same bytes, same cursors) and replay old `since`.
 //! - [`service`]: ingest thread + cores; `start`/`run` (tests start it on `127.0.0.1:0`).
 //! - [`cli`]: options and subcommands; [`tools`]: `decode` and `cert`.
 
@@ -29,5 +31,6 @@ pub mod service;
 pub mod shared;
 pub mod stream_log;
 pub mod tools;
+pub mod upstream;
 
 pub use service::{run, start, Config, Server};

@@ -179,7 +179,17 @@ async fn websocket(
     leftover: Vec<u8>,
 ) {
     let cfg = &core.shared.config;
-    let conn = Rc::new(Conn::new(kind, peer, stream.as_raw_fd(), core.start(since)));
+    // A gap in the start is announced first; an edge fills it from JetStream first.
+    let (start, first) = crate::upstream::fill_gap(
+        &core.shared.upstream,
+        &core.log,
+        core.start(since),
+        kind.index(),
+        conn::gap_message,
+    )
+    .await;
+    let conn = Rc::new(Conn::new(kind, peer, stream.as_raw_fd(), start));
+    first.into_iter().for_each(|f| conn.push_control(f));
     // One socket, two halves: the hot write side stays on the native completion driver;
     // the cold read side is adapted to tokio's `AsyncRead` for fastwebsockets by
     // monoio-compat (reads into its own small buffer), so a client costs one descriptor.

@@ -260,6 +260,7 @@ fn start_default_poll(rate: f64, serve: CoreConfig) -> Server {
             ..SimConfig::default()
         }),
         serve,
+        nats: Default::default(),
     };
     assert_eq!(
         cfg.ingest.watcher.poll_interval,
@@ -374,6 +375,7 @@ fn start_with_positions(path: &std::path::Path) -> Server {
             ..SimConfig::default()
         }),
         serve: cfg_server,
+        nats: Default::default(),
     };
     let listener = listen::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     certstream_server::start(cfg, listener).unwrap()

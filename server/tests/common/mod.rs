@@ -52,6 +52,7 @@ pub fn start(rate: f64, serve: CoreConfig) -> Server {
             ..SimConfig::default()
         }),
         serve,
+        nats: Default::default(),
     };
     let listener = listen::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     certstream_server::start(cfg, listener).unwrap()
