@@ -578,3 +578,55 @@ fn a_three_node_nats_cluster_loses_a_node_and_the_edge_loses_nothing() {
     let up = stats(pi)["upstream"].clone();
     assert_eq!(up["dropped"], 0, "{up}");
 }
+
+#[test]
+fn beyond_the_backlog_bound_the_ingest_drops_counts_and_keeps_serving() {
+    let Some(bin) = nats_server() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let logs = Logs::start();
+    let mut nats = Nats::new(&bin, dir.path(), Vec::new());
+    let urls = vec![nats.url()];
+    let (pi, pe) = (free_port(), free_port());
+    let mut args = ingest_args(&logs, &dir.path().join("positions.json"), &urls);
+    args.extend(strings(&["--nats-backlog", "20"]));
+    let _ingest = node(pi, &args, &dir.path().join("ingest.log"));
+    let _edge = node(pe, &edge_args(&urls, 10_000), &dir.path().join("edge.log"));
+    let ci = Client::connect(pi, "/full-stream");
+    let ce = Client::connect(pe, "/full-stream");
+    nats.stop(libc::SIGTERM);
+    logs.grow(true);
+    std::thread::sleep(Duration::from_secs(3));
+    logs.grow(false);
+    let n = logs.total();
+    all_have(&[&ci], n);
+    wait_until("the ingest to count what it dropped", || {
+        stats(pi)["upstream"]["dropped"].as_u64() > Some(0)
+    });
+    nats.start();
+    let up = stats(pi)["upstream"].clone();
+    let dropped = up["dropped"].as_u64().unwrap() as usize;
+    assert!(n > 20 && dropped > 0, "{up}");
+    // What was held (at most the bound) reaches the edge; the rest is counted, not sent.
+    wait_until("the edge to get what the ingest held", || {
+        ce.len() + dropped == n
+    });
+    let reference = ci.messages();
+    let got = ce.messages();
+    assert!(got.len() <= 20 + 1, "{} held for a bound of 20", got.len());
+    // Byte-identical to the ingest's, with the ingest's cursors, in order.
+    let mut at = 0;
+    for m in &got {
+        at += reference[at..]
+            .iter()
+            .position(|r| r == m)
+            .expect("an ingest message")
+            + 1;
+    }
+    let up = stats(pi)["upstream"].clone();
+    assert_eq!(up["backlog"], 0, "{up}");
+    assert_eq!(
+        up["published"].as_u64().unwrap() as usize,
+        got.len(),
+        "{up}"
+    );
+}
