@@ -92,7 +92,19 @@ pub fn start(mut cfg: Config, listener: TcpListener) -> anyhow::Result<Server> {
         Some(p) if role != Role::Edge => Positions::load(p)?,
         _ => Positions::in_memory(),
     });
-    let (hub, consumers) = Hub::new(cores, cfg.serve.ring_capacity, positions.first_cursor());
+    let mut first_cursor = positions.first_cursor();
+    if role == Role::Ingest {
+        // Never behind the stream: edges refuse cursors they have seen (no positions file,
+        // or one older than the stream).
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let wait = Duration::from_secs(3);
+        if let Some(next) = rt.block_on(upstream::next_cursor_in_stream(&cfg.nats, wait)) {
+            first_cursor = first_cursor.max(next);
+        }
+    }
+    let (hub, consumers) = Hub::new(cores, cfg.serve.ring_capacity, first_cursor);
     tracing::info!(first_cursor = hub.first_cursor, "stream cursors");
     let stats = Stats::new();
     let shared = Shared::with_upstream(

@@ -292,6 +292,31 @@ impl Backoff {
     }
 }
 
+/// The cursor after the stream's last message (`None` when NATS does not answer within
+/// `wait` or the stream is empty): an ingest node without saved positions continues there.
+pub async fn next_cursor_in_stream(cfg: &NatsConfig, wait: Duration) -> Option<u64> {
+    let ask = async {
+        let addrs = cfg
+            .publish
+            .iter()
+            .filter_map(|s| s.parse::<async_nats::ServerAddr>().ok())
+            .collect::<Vec<_>>();
+        let client = async_nats::ConnectOptions::new()
+            .connection_timeout(wait)
+            .connect(addrs.as_slice())
+            .await
+            .ok()?;
+        let js = jetstream::new(client);
+        let stream = js.get_stream_no_info(&cfg.stream).await.ok()?;
+        let last = stream
+            .get_last_raw_message_by_subject(&cfg.subject())
+            .await
+            .ok()?;
+        cursor_of(&last.payload).ok().map(|c| c + 1)
+    };
+    tokio::time::timeout(wait, ask).await.ok().flatten()
+}
+
 /// The ingest side's publisher: started on the ingest runtime, stopped with [`Publisher::finish`].
 pub struct Publisher {
     task: tokio::task::JoinHandle<()>,

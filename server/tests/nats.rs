@@ -630,3 +630,53 @@ fn beyond_the_backlog_bound_the_ingest_drops_counts_and_keeps_serving() {
         "{up}"
     );
 }
+
+#[test]
+fn an_ingest_without_positions_continues_the_streams_cursors() {
+    let Some(bin) = nats_server() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let logs = Logs::start();
+    let nats = Nats::new(&bin, dir.path(), Vec::new());
+    let urls = vec![nats.url()];
+    let (pi, pe) = (free_port(), free_port());
+    let args = strings(&[
+        "--log-list",
+        &logs.sim.log_list_url,
+        "--no-positions",
+        "--publish",
+        &urls[0],
+    ]);
+    let ingest_log = dir.path().join("ingest.log");
+    let mut ingest = node(pi, &args, &ingest_log);
+    let _edge = node(pe, &edge_args(&urls, 10_000), &dir.path().join("edge.log"));
+    let ce = Client::connect(pe, "/full-stream");
+    logs.grow(true);
+    std::thread::sleep(Duration::from_secs(1));
+    logs.grow(false);
+    let n = logs.total();
+    all_have(&[&ce], n);
+    let last = cursor(ce.messages().last().unwrap());
+    ingest.signal(libc::SIGTERM);
+    // In memory only: the new run fetches every entry again from index 0.
+    let _ingest = node(pi, &args, &ingest_log);
+    assert_eq!(
+        stats(pi)["cursor"]["first"],
+        last + 1,
+        "continues the stream"
+    );
+    logs.grow(true);
+    std::thread::sleep(Duration::from_secs(1));
+    logs.grow(false);
+    let want = logs.entries();
+    wait_until("the edge to have every entry", || ce.len() == want.len());
+    let msgs = ce.messages();
+    let got: std::collections::BTreeSet<_> = msgs.iter().map(|m| entry(m)).collect();
+    assert_eq!(got, want, "every entry once");
+    let cursors: Vec<u64> = msgs.iter().map(|m| cursor(m)).collect();
+    assert!(cursors.windows(2).all(|w| w[1] > w[0]), "no cursor reused");
+    let up = stats(pi)["upstream"].clone();
+    assert!(
+        up["duplicates"].as_u64().unwrap() >= n as u64,
+        "refetched: {up}"
+    );
+}
