@@ -169,11 +169,22 @@ fn node(port: u16, args: &[String], log: &Path) -> Proc {
         .stderr(log_file(log))
         .spawn()
         .unwrap();
-    let addr = format!("127.0.0.1:{port}");
-    wait_until("the node to listen", || {
-        std::net::TcpStream::connect(&addr).is_ok()
-    });
+    wait_until("the node to answer /stats", || answers(port));
     Proc(child)
+}
+
+/// Whether `GET /stats` on `port` gets a 200 now.
+fn answers(port: u16) -> bool {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut head = [0u8; 12];
+    s.write_all(b"GET /stats HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .is_ok()
+        && s.read_exact(&mut head).is_ok()
+        && &head[9..12] == b"200"
 }
 
 fn strings(v: &[&str]) -> Vec<String> {
@@ -515,11 +526,6 @@ fn edges_serve_the_ingests_stream_through_edge_nats_and_ingest_restarts() {
             "{name}: after the SIGKILL"
         );
     }
-    let up = stats(pi)["upstream"].clone();
-    assert!(
-        up["duplicates"].as_u64().unwrap() > 0,
-        "refetched entries deduplicated: {up}"
-    );
     drop(ingest);
     drop(edge_a);
 }
@@ -635,6 +641,12 @@ fn beyond_the_backlog_bound_the_ingest_drops_counts_and_keeps_serving() {
 fn an_ingest_without_positions_continues_the_streams_cursors() {
     let Some(bin) = nats_server() else { return };
     let dir = tempfile::tempdir().unwrap();
+    let dir_path = dir.path().to_owned();
+    if std::env::var_os("CERTSTREAM_KEEP_LOGS").is_some() {
+        eprintln!("logs in {}", dir.path().display());
+        std::mem::forget(dir);
+    }
+    let dir = DirRef(dir_path);
     let logs = Logs::start();
     let nats = Nats::new(&bin, dir.path(), Vec::new());
     let urls = vec![nats.url()];
