@@ -17,8 +17,8 @@ need_tool nats-server nats-server
 build
 start_sim "$RATE"
 NATS_PORT=${NATS_PORT:-4522}
-rm -rf "$RUN/nats-store"
-nats-server -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$RUN/nats-store" 2>"$RUN/nats-server.log" &
+rm -rf "$RUN/raw/nats-store"; mkdir -p "$RUN/raw"
+nats-server -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$RUN/raw/nats-store" 2>"$RUN/nats-server.log" &
 PIDS+=("$!")
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$NATS_PORT") 2>/dev/null && break; sleep 0.1; done
 NATS=nats://127.0.0.1:$NATS_PORT

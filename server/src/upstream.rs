@@ -47,6 +47,8 @@ use crate::stream_log::{Resume, StreamLog};
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(600);
 /// Most certificates one resuming client is served from JetStream.
 pub const REPLAY_MAX: usize = 100_000;
+/// Silence after which an edge's consumer that is behind the stream is recreated.
+const STALL: Duration = Duration::from_secs(2);
 /// Header of an upstream message.
 const HEADER: usize = 33;
 const VERSION: u8 = 1;
@@ -193,6 +195,9 @@ impl Status {
 
     /// Edge: stream messages not yet fed to the hub.
     pub fn lag(&self) -> u64 {
+        if self.role != Role::Edge {
+            return 0;
+        }
         self.last_sequence
             .load(Relaxed)
             .saturating_sub(self.consumed_sequence.load(Relaxed))
@@ -593,7 +598,17 @@ async fn consume(
         .await
         .map_err(nats)?;
     let mut messages = consumer.messages().await.map_err(nats)?;
-    while let Some(m) = messages.next().await {
+    loop {
+        // A consumer on a NATS node that died can stay silent: while the stream (as the
+        // watcher sees it) is ahead of what came, two quiet seconds mean a new consumer.
+        let m = match tokio::time::timeout(STALL, messages.next()).await {
+            Ok(Some(m)) => m,
+            Ok(None) => break,
+            Err(_) if status.lag() > 0 => {
+                return Err(UpstreamError::Nats("the consumer stalled".into()))
+            }
+            Err(_) => continue,
+        };
         let m = m.map_err(nats)?;
         *backoff = Backoff::new();
         let seq = m.info().map(|i| i.stream_sequence).unwrap_or(0);
