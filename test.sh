@@ -70,6 +70,21 @@ if ! command -v curl >/dev/null; then
 fi
 echo "CERTSTREAM_PYTHON=${CERTSTREAM_PYTHON:-<unset>} CERTSTREAM_CHROMIUM=${CERTSTREAM_CHROMIUM:-<unset>}"
 
+step "nats-server (JetStream) for the ingest/edge tests"
+if [[ -z "${CERTSTREAM_NATS_SERVER:-}" ]]; then
+    if ! command -v nats-server >/dev/null && [[ ! -x /usr/sbin/nats-server ]]; then
+        apt_install nats-server || true
+    fi
+    if command -v nats-server >/dev/null; then
+        export CERTSTREAM_NATS_SERVER="$(command -v nats-server)"
+    elif [[ -x /usr/sbin/nats-server ]]; then
+        export CERTSTREAM_NATS_SERVER=/usr/sbin/nats-server
+    else
+        need "could not install nats-server"
+    fi
+fi
+echo "CERTSTREAM_NATS_SERVER=${CERTSTREAM_NATS_SERVER:-<unset>}"
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

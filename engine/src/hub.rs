@@ -17,10 +17,15 @@
 //! cursor order. The first cursor comes from the saved positions ([`crate::positions`]), so
 //! a restart continues the sequence (after a clean stop) or jumps ahead of it (after a crash),
 //! never repeating one.
+//!
+//! # Beyond one machine
+//! An ingest node that also publishes upstream sets a [`Hub::set_tap`]: it sees every stamped
+//! certificate under the same mutex, so in cursor order. An edge node's hub is fed frames
+//! stamped elsewhere ([`Hub::publish_stamped`]) and keeps their cursors.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::frame::{Draft, Frames};
 
@@ -70,7 +75,25 @@ pub struct Hub {
     latest: Mutex<VecDeque<Frames>>,
     /// Certificates published.
     pub published: AtomicU64,
+    /// Called with every stamped certificate, in cursor order, under the producers' lock.
+    tap: TapSlot,
 }
+
+#[derive(Default)]
+struct TapSlot(OnceLock<Tap>);
+
+impl std::fmt::Debug for TapSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "Some(tap)"
+        } else {
+            "None"
+        })
+    }
+}
+
+/// A hook that sees every stamped certificate ([`Hub::set_tap`]). Must not block.
+pub type Tap = Box<dyn Fn(&Frames) + Send + Sync>;
 
 #[derive(Debug)]
 struct Producers {
@@ -104,6 +127,7 @@ impl Hub {
             rings: (0..cores).map(|_| Arc::new(CoreRing::default())).collect(),
             latest: Mutex::new(VecDeque::with_capacity(LATEST)),
             published: AtomicU64::new(0),
+            tap: TapSlot::default(),
         };
         (Arc::new(hub), consumers)
     }
@@ -111,6 +135,56 @@ impl Hub {
     /// The cursor the next certificate will get (every cursor below it was published).
     pub fn next_cursor(&self) -> u64 {
         self.next.load(Acquire)
+    }
+
+    /// Sets the hook that sees every certificate once stamped, in cursor order (once: a
+    /// second tap is refused and handed back).
+    pub fn set_tap(&self, tap: Tap) -> Result<(), Tap> {
+        self.tap.0.set(tap)
+    }
+
+    /// Publishes a certificate stamped elsewhere (an edge node's upstream), keeping its
+    /// cursor. One below the next cursor (seen already) is refused: `false`.
+    pub fn publish_stamped(&self, frames: Frames) -> bool {
+        {
+            let mut producers = self.producers.lock().unwrap_or_else(|e| e.into_inner());
+            if frames.cursor < producers.next {
+                return false;
+            }
+            producers.next = frames.cursor + 1;
+            self.next.store(producers.next, Release);
+            self.fan_out(&mut producers, &frames);
+        }
+        self.published.fetch_add(1, Relaxed);
+        self.remember(frames);
+        true
+    }
+
+    /// The fewest free slots of any core's ring (an edge's upstream waits for room).
+    pub fn room(&self) -> usize {
+        let producers = self.producers.lock().unwrap_or_else(|e| e.into_inner());
+        producers.rings.iter().map(|p| p.slots()).min().unwrap_or(0)
+    }
+
+    fn fan_out(&self, producers: &mut Producers, frames: &Frames) {
+        if let Some(tap) = self.tap.0.get() {
+            tap(frames);
+        }
+        for (p, ring) in producers.rings.iter_mut().zip(&self.rings) {
+            // A clone is three reference-count bumps; a full ring hands it back.
+            match p.push(frames.clone()) {
+                Ok(()) => ring.pushed.fetch_add(1, Relaxed),
+                Err(rtrb::PushError::Full(_)) => ring.dropped.fetch_add(1, Relaxed),
+            };
+        }
+    }
+
+    fn remember(&self, frames: Frames) {
+        let mut latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
+        if latest.len() == LATEST {
+            latest.pop_front();
+        }
+        latest.push_back(frames);
     }
 
     /// The most recent certificates, oldest first.
@@ -132,20 +206,10 @@ impl Sink for Hub {
             let frames = draft.stamp(producers.next);
             producers.next += 1;
             self.next.store(producers.next, Release);
-            for (p, ring) in producers.rings.iter_mut().zip(&self.rings) {
-                // A clone is three reference-count bumps; a full ring hands it back.
-                match p.push(frames.clone()) {
-                    Ok(()) => ring.pushed.fetch_add(1, Relaxed),
-                    Err(rtrb::PushError::Full(_)) => ring.dropped.fetch_add(1, Relaxed),
-                };
-            }
+            self.fan_out(&mut producers, &frames);
             frames
         };
-        let mut latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
-        if latest.len() == LATEST {
-            latest.pop_front();
-        }
-        latest.push_back(frames);
+        self.remember(frames);
     }
 
     fn next_cursor(&self) -> Option<u64> {
@@ -220,5 +284,35 @@ mod tests {
             .starts_with(b"{\"message_type\":\"certificate_update\",\"cursor\":1004,\"data\":"));
         // Cursor 0 means "never published": a hub starts at 1 at least.
         assert_eq!(Hub::new(1, 1, 0).0.next_cursor(), 1);
+    }
+
+    #[test]
+    fn the_tap_sees_every_stamped_certificate_in_cursor_order() {
+        let (hub, _consumers) = Hub::new(1, 16, 7);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        assert!(hub
+            .set_tap(Box::new(move |f: &Frames| s.lock().unwrap().push(f.cursor)))
+            .is_ok());
+        assert!(hub.set_tap(Box::new(|_: &Frames| {})).is_err());
+        for i in 0..3 {
+            hub.publish(frames(i));
+        }
+        assert_eq!(*seen.lock().unwrap(), [7, 8, 9]);
+    }
+
+    #[test]
+    fn stamped_frames_keep_their_cursor_and_never_go_back() {
+        let (hub, mut consumers) = Hub::new(1, 16, 1);
+        let (a, b) = (frames(1).stamp(40), frames(2).stamp(42));
+        assert!(hub.publish_stamped(a.clone()));
+        assert!(hub.publish_stamped(b));
+        assert!(!hub.publish_stamped(a), "a cursor seen already is refused");
+        assert_eq!(hub.next_cursor(), 43);
+        let got: Vec<u64> = std::iter::from_fn(|| consumers[0].pop().ok())
+            .map(|f| f.cursor)
+            .collect();
+        assert_eq!(got, [40, 42]);
+        assert_eq!(hub.room(), 16);
     }
 }

@@ -16,6 +16,7 @@ use crate::access::Cidr;
 use crate::service::{self, Config};
 use crate::shared::{CoreConfig, Driver};
 use crate::tools::{self, DecodeOptions, Stream};
+use crate::upstream::NatsConfig;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -181,6 +182,83 @@ pub struct RunArgs {
         value_delimiter = ','
     )]
     pub auth_tokens: Vec<String>,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+}
+
+/// Beyond one machine (see `upstream`): an ingest node publishes to NATS JetStream, an edge
+/// node serves what it consumes from it. Neither: no NATS at all.
+#[derive(Debug, Args)]
+pub struct NatsArgs {
+    /// Ingest node: also publish every certificate to this NATS server (repeat for a cluster).
+    #[arg(long, env = "CERTSTREAM_PUBLISH", value_delimiter = ',')]
+    pub publish: Vec<String>,
+    /// Edge node: watch no CT log; serve the stream consumed from this NATS server (repeat
+    /// for a cluster).
+    #[arg(
+        long,
+        env = "CERTSTREAM_UPSTREAM",
+        value_delimiter = ',',
+        conflicts_with = "publish"
+    )]
+    pub upstream: Vec<String>,
+    /// The JetStream stream's name (created by the ingest when absent).
+    #[arg(long, env = "CERTSTREAM_NATS_STREAM", default_value = "certstream")]
+    pub nats_stream: String,
+    /// Age after which the stream drops messages, e.g. 24h, 90m, 3600s.
+    #[arg(long, default_value = "24h", value_parser = parse_age)]
+    pub nats_retention: Duration,
+    /// Size at which the stream drops its oldest messages (bytes; 0: no limit).
+    #[arg(long, default_value_t = 0)]
+    pub nats_max_bytes: u64,
+    /// Replicas of the stream when the ingest creates it (a NATS cluster: 3).
+    #[arg(long, default_value_t = 1)]
+    pub nats_replicas: usize,
+    /// Certificates the ingest holds while NATS is down or slow (beyond: dropped, counted).
+    #[arg(long, default_value_t = 100_000)]
+    pub nats_backlog: usize,
+    /// Certificates an edge reads back from the stream when it starts.
+    #[arg(long, default_value_t = 10_000)]
+    pub nats_backfill: u64,
+}
+
+impl NatsArgs {
+    fn config(&self) -> NatsConfig {
+        NatsConfig {
+            publish: self.publish.clone(),
+            upstream: self.upstream.clone(),
+            stream: self.nats_stream.clone(),
+            retention: self.nats_retention,
+            max_bytes: if self.nats_max_bytes == 0 {
+                -1
+            } else {
+                i64::try_from(self.nats_max_bytes).unwrap_or(i64::MAX)
+            },
+            replicas: self.nats_replicas.max(1),
+            backlog: self.nats_backlog.max(1),
+            backfill: self.nats_backfill,
+        }
+    }
+}
+
+/// `24h`, `90m`, `3600s` or plain seconds.
+fn parse_age(s: &str) -> Result<Duration, String> {
+    let (n, unit) = match s
+        .char_indices()
+        .find(|(_, c)| !c.is_ascii_digit() && *c != '.')
+    {
+        Some((i, _)) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: f64 = n.parse().map_err(|_| format!("not an age: {s}"))?;
+    let scale = match unit {
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86400.0,
+        _ => return Err(format!("unknown unit in {s} (s, m, h or d)")),
+    };
+    Ok(secs(n * scale))
 }
 
 fn secs(s: f64) -> Duration {
@@ -254,6 +332,7 @@ impl RunArgs {
                 auth_tokens: self.auth_tokens.clone(),
                 ..defaults
             },
+            nats: self.nats.config(),
         })
     }
 }

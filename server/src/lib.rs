@@ -16,6 +16,8 @@
 //! - [`shared`]: settings, per-core counters and connection limits every core shares.
 //! - [`report`]: `/latest.json`, `/example.json`, `/stats`, `/metrics`; [`page`]: the index.
 //! - [`health`]: `/health` and `/health/deep` (each log's state, a log behind its position).
+//! - [`upstream`]: beyond one machine: the ingest node publishes to NATS JetStream, edge
+//!   nodes consume it into their hub (same bytes, same cursors) and replay old `since`.
 //! - [`service`]: ingest thread + cores; `start`/`run` (tests start it on `127.0.0.1:0`).
 //! - [`cli`]: options and subcommands; [`tools`]: `decode` and `cert`.
 
@@ -37,6 +39,7 @@ pub mod shared;
 pub mod sse;
 pub mod stream_log;
 pub mod tools;
+pub mod upstream;
 pub mod wire;
 
 pub use service::{run, start, Config, Server};

@@ -50,6 +50,7 @@ pub const INDEX: &str = r##"<!doctype html>
         <div class="stat"><b id="s-logs">–</b><small>logs watched</small></div>
       </div>
       <p id="status">connecting…</p>
+      <p id="role"></p>
     </section>
     <section style="margin-top:16px">
       <h2>Connect</h2>
@@ -88,6 +89,11 @@ ws.onmessage = (e) =&gt; console.log(JSON.parse(e.data).data);</pre>
       const s = await (await fetch("/stats", { cache: "no-store" })).json();
       document.getElementById("s-processed").textContent = fmt(s.processed_certificates);
       document.getElementById("s-clients").textContent = fmt(s.clients.total);
+      const u = s.upstream;
+      if (u && u.role !== "single") {
+        document.getElementById("role").textContent = u.role + " node · NATS " + u.servers + " · stream " + u.stream +
+          " · last sequence " + fmt(u.last_sequence) + (u.role === "edge" ? " · lag " + fmt(u.lag) : " · backlog " + fmt(u.backlog));
+      }
       const active = s.logs.filter((l) => l.active);
       document.getElementById("s-logs").textContent = fmt(active.length);
       const now = performance.now();

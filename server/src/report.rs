@@ -85,7 +85,9 @@ pub fn stats(shared: &Shared) -> Vec<u8> {
         }
         let _ = write!(out, "\"{name}\":{v}");
     }
-    out.push_str("},\"logs\":[");
+    out.push_str("},\"upstream\":");
+    crate::upstream::write_stats(&mut out, &shared.upstream);
+    out.push_str(",\"logs\":[");
     let mut bytes = out.into_bytes();
     for (i, l) in e.logs().iter().enumerate() {
         if i > 0 {
@@ -345,6 +347,9 @@ pub fn metrics(shared: &Shared) -> String {
         "Failed requests, per log.",
         &per_log(&|l| l.errors.load(Relaxed)),
     );
+    for (name, kind, help, v) in crate::upstream::metrics(&shared.upstream) {
+        metric(name, kind, help, &[(String::new(), v)]);
+    }
     metric(
         "log_behind",
         "gauge",

@@ -266,8 +266,18 @@ async fn websocket(
 ) {
     let Subscription { kind, wire, since } = sub;
     let cfg = &core.shared.config;
+    // A gap in the start is announced first; an edge fills it from JetStream first.
+    let (start, first) = crate::upstream::fill_gap(
+        &core.shared.upstream,
+        &core.log,
+        core.start(since),
+        kind.index(),
+        conn::gap_message,
+    )
+    .await;
     let fd = stream.as_raw_fd();
-    let conn = Rc::new(Conn::with_wire(kind, wire, peer, fd, core.start(since)));
+    let conn = Rc::new(Conn::with_wire(kind, wire, peer, fd, start));
+    first.into_iter().for_each(|f| conn.push_control(f));
     // One socket, two halves: the hot write side stays on the native completion driver;
     // the cold read side is adapted to tokio's `AsyncRead` for fastwebsockets by
     // monoio-compat (reads into its own small buffer), so a client costs one descriptor.

@@ -19,6 +19,10 @@ use tokio::sync::watch;
 use crate::core;
 use crate::listen;
 use crate::shared::{CoreConfig, Shared};
+use crate::upstream::{self, NatsConfig, Publisher, Role, Status};
+
+/// How long a stopping ingest node keeps publishing what it still holds to NATS.
+const PUBLISH_DRAIN: Duration = Duration::from_secs(10);
 
 /// Everything the service runs with.
 #[derive(Debug, Clone)]
@@ -29,6 +33,8 @@ pub struct Config {
     /// Start the simulator in-process and watch it instead of the configured log list.
     pub demo: Option<SimConfig>,
     pub serve: CoreConfig,
+    /// NATS JetStream: publish (ingest node), consume (edge node), or neither.
+    pub nats: NatsConfig,
 }
 
 /// A started service.
@@ -79,18 +85,43 @@ pub fn start(mut cfg: Config, listener: TcpListener) -> anyhow::Result<Server> {
     cfg.serve.cores = cores;
     let addr = listener.local_addr()?;
     let listeners = listen::per_core(listener, cores).context("binding per-core listeners")?;
+    let status = Arc::new(Status::new(&cfg.nats));
+    let role = status.role;
+    // An edge numbers nothing: it keeps the ingest's cursors.
     let positions = Arc::new(match &cfg.positions_file {
-        Some(p) => Positions::load(p)?,
-        None => Positions::in_memory(),
+        Some(p) if role != Role::Edge => Positions::load(p)?,
+        _ => Positions::in_memory(),
     });
-    let (hub, consumers) = Hub::new(cores, cfg.serve.ring_capacity, positions.first_cursor());
+    let mut first_cursor = positions.first_cursor();
+    if role == Role::Ingest {
+        // Never behind the stream: edges refuse cursors they have seen (no positions file,
+        // or one older than the stream).
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let wait = Duration::from_secs(3);
+        if let Some(next) = rt.block_on(upstream::next_cursor_in_stream(&cfg.nats, wait)) {
+            first_cursor = first_cursor.max(next);
+        }
+    }
+    let (hub, consumers) = Hub::new(cores, cfg.serve.ring_capacity, first_cursor);
     tracing::info!(first_cursor = hub.first_cursor, "stream cursors");
     let stats = Stats::new();
-    let shared = Shared::new(cfg.serve.clone(), hub.clone(), stats.clone());
+    let shared = Shared::with_upstream(
+        cfg.serve.clone(),
+        hub.clone(),
+        stats.clone(),
+        status.clone(),
+    );
+    if role != Role::Single {
+        tracing::info!(role = role.name(), nats = %status.servers, stream = %status.stream, "NATS JetStream");
+    }
     let (stop, stop_rx) = watch::channel(false);
     let ingest = {
         let demo = cfg.demo.take();
         let mut ingest_cfg = cfg.ingest.clone();
+        let nats = cfg.nats.clone();
+        let hub_for_nats = hub.clone();
         let sink: Arc<dyn Sink> = hub;
         std::thread::Builder::new()
             .name("ingest".into())
@@ -102,6 +133,16 @@ pub fn start(mut cfg: Config, listener: TcpListener) -> anyhow::Result<Server> {
                     .build()
                     .context("starting the ingest runtime")?;
                 rt.block_on(async move {
+                    if role == Role::Edge {
+                        upstream::run_edge(nats, hub_for_nats, status, stop_rx).await?;
+                        return Ok(());
+                    }
+                    let publisher = match role {
+                        Role::Ingest => Some(
+                            Publisher::start(nats, &hub_for_nats, stats.clone(), status).await?,
+                        ),
+                        _ => None,
+                    };
                     let _sim = match demo {
                         Some(sim_cfg) => {
                             let sim = sim::start(sim_cfg).await?;
@@ -113,7 +154,11 @@ pub fn start(mut cfg: Config, listener: TcpListener) -> anyhow::Result<Server> {
                         }
                         None => None,
                     };
-                    ingest::run(ingest_cfg, sink, positions, stats, stop_rx).await?;
+                    let ran = ingest::run(ingest_cfg, sink, positions, stats, stop_rx).await;
+                    if let Some(p) = publisher {
+                        p.finish(PUBLISH_DRAIN).await;
+                    }
+                    ran?;
                     Ok(())
                 })
             })?

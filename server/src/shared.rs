@@ -11,6 +11,7 @@ use certstream_engine::hub::Hub;
 use certstream_engine::stats::Stats;
 
 use crate::access::Cidr;
+use crate::upstream::Status;
 
 /// Which io driver the cores use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -135,10 +136,22 @@ pub struct Shared {
     per_ip: Mutex<std::collections::HashMap<IpAddr, usize>>,
     pub shutdown: AtomicBool,
     pub started: Instant,
+    /// The NATS side: role, upstream, lag ([`crate::upstream`]).
+    pub upstream: Arc<Status>,
 }
 
 impl Shared {
     pub fn new(config: CoreConfig, hub: Arc<Hub>, engine: Arc<Stats>) -> Arc<Self> {
+        Self::with_upstream(config, hub, engine, Arc::new(Status::default()))
+    }
+
+    /// Like [`Shared::new`], on a node of the NATS role `upstream` describes.
+    pub fn with_upstream(
+        config: CoreConfig,
+        hub: Arc<Hub>,
+        engine: Arc<Stats>,
+        upstream: Arc<Status>,
+    ) -> Arc<Self> {
         let cores = (0..config.cores.max(1))
             .map(|_| Arc::new(CoreCounters::default()))
             .collect();
@@ -151,6 +164,7 @@ impl Shared {
             per_ip: Mutex::new(Default::default()),
             shutdown: AtomicBool::new(false),
             started: Instant::now(),
+            upstream,
         })
     }
 

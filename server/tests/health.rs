@@ -51,6 +51,7 @@ fn serve(log_list: &str, positions: Option<std::path::PathBuf>) -> Server {
             health_window: Duration::from_secs(1),
             ..serve_config()
         },
+        nats: Default::default(),
     };
     let listener = listen::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     certstream_server::start(cfg, listener).unwrap()

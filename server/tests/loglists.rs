@@ -105,6 +105,7 @@ fn a_log_in_both_lists_is_watched_once_and_each_lists_states_are_honoured() {
         positions_file: None,
         demo: None,
         serve: serve_config(),
+        nats: Default::default(),
     };
     let listener = listen::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let server = certstream_server::start(cfg, listener).unwrap();

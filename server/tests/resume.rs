@@ -479,6 +479,7 @@ fn a_burst_of_five_thousand_reaches_two_hundred_readers_whole() {
         positions_file: None,
         demo: None,
         serve: serve_config(),
+        nats: Default::default(),
     };
     let listener = listen::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let server = certstream_server::start(cfg, listener).unwrap();

@@ -88,6 +88,7 @@ fn every_index_once_and_in_order_under_faults_and_log_changes() {
         positions_file: None,
         demo: None,
         serve: serve_config(),
+        nats: Default::default(),
     };
     let listener = listen::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let server = certstream_server::start(cfg, listener).unwrap();

@@ -50,6 +50,7 @@ pub fn config(rate: f64, serve: CoreConfig) -> Config {
             ..SimConfig::default()
         }),
         serve,
+        nats: Default::default(),
     }
 }
 
