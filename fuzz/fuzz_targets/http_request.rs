@@ -23,6 +23,10 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(name, &name.to_ascii_lowercase());
             }
             let _ = http::route(&req.path);
+            // Query errors are one line each (they are the 400's body).
+            if let Err(e) = http::stream_query(&req.path) {
+                assert!(!e.to_string().contains('\n'));
+            }
             if handshake::wants_upgrade(&req) {
                 if let Ok(resp) = handshake::accept(&req) {
                     // One well-formed head: nothing of the request leaks into it.
@@ -35,5 +39,6 @@ fuzz_target!(|data: &[u8]| {
         }
         Ok(None) => assert!(data.len() < MAX_HEAD),
         Err(HttpError::Malformed | HttpError::TooLarge) => {}
+        Err(e) => panic!("a request head fails to parse only as malformed or too large, not {e}"),
     }
 });
