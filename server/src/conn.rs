@@ -104,10 +104,9 @@ impl FrameBatch {
         }
     }
 
-    /// Gives back what a burst grew the batch to (called when the writer has caught up and
-    /// waits: a busy writer keeps its room, so batches are not regrown every write).
-    fn shrink_if_idle(&mut self) {
-        if self.frames.capacity() > SMALL_BATCH {
+    /// Gives back what a burst grew the batch to, once batches are small again.
+    fn shrink_if_idle(&mut self, last_len: usize) {
+        if last_len <= SMALL_BATCH && self.frames.capacity() > SMALL_BATCH {
             self.frames.shrink_to(SMALL_BATCH);
             self.iov.shrink_to(SMALL_BATCH);
         }
@@ -440,13 +439,13 @@ pub async fn writer<W: AsyncWriteRent>(
             {
                 break; // closed (the close frame went out) or the client went away
             }
-            batch.shrink_if_idle();
             conn.wake.notified().await;
             continue;
         }
         let with_close = conn.close_code.get().is_some() && conn.control.borrow().is_empty();
         let frames = batch.len() as u64;
         let total = batch.remaining();
+        let batch_len = batch.len();
         while batch.remaining() > 0 {
             let (res, b) = stream.writev(batch).await;
             batch = b;
@@ -461,6 +460,7 @@ pub async fn writer<W: AsyncWriteRent>(
             }
         }
         batch.clear();
+        batch.shrink_if_idle(batch_len);
         counters.messages_sent.fetch_add(frames, Relaxed);
         counters.bytes_sent.fetch_add(total as u64, Relaxed);
         if with_close {
