@@ -140,6 +140,13 @@ pub struct RunArgs {
     /// Seconds a client may keep skipping frames before it is closed with 1008.
     #[arg(long, default_value_t = 30.0)]
     pub slow_client_timeout: f64,
+    /// Seconds within which a certificate seen again (another log, or the final certificate
+    /// of a precertificate) is a duplicate, skipped by clients that ask for `dedup=1`.
+    #[arg(long, env = "CERTSTREAM_DEDUP_WINDOW", default_value_t = 900.0)]
+    pub dedup_window: f64,
+    /// Most issuance keys the dedup set holds (about 40 bytes each).
+    #[arg(long, default_value_t = 1 << 20)]
+    pub dedup_keys: usize,
     /// Milliseconds between hand-offs of new frames to clients (write coalescing window).
     #[arg(long, default_value_t = 5.0)]
     pub coalesce_ms: f64,
@@ -214,6 +221,8 @@ impl RunArgs {
                 coalesce: secs(self.coalesce_ms / 1000.0),
                 max_connections: self.max_connections,
                 max_per_ip: self.max_per_ip,
+                dedup_window: secs(self.dedup_window),
+                dedup_capacity: self.dedup_keys.max(1),
                 ..defaults
             },
         })

@@ -35,6 +35,7 @@ use fastwebsockets::{OpCode, Role, WebSocketError};
 use monoio::buf::IoVecBuf;
 use monoio::io::AsyncWriteRent;
 
+use crate::filter::Subscription;
 use crate::http::StreamKind;
 use crate::shared::CoreCounters;
 use crate::stream_log::{Resume, StreamLog};
@@ -174,9 +175,24 @@ pub struct Conn {
     reader_done: Cell<bool>,
     wake: Notify,
     reader_wake: Notify,
+    /// Its filters and dedup, when it asked for any (`None`: everything).
+    pub sub: Option<Subscription>,
 }
 
 impl Conn {
+    /// The same client with a subscription: only what it asked for is sent.
+    pub fn with_subscription(mut self, sub: Option<Subscription>) -> Self {
+        self.sub = sub;
+        self
+    }
+
+    /// Whether this client only takes certificates its filter matched.
+    pub fn filtered(&self) -> Option<u32> {
+        self.sub
+            .as_ref()
+            .and_then(|s| s.filter.as_ref().map(|_| s.id))
+    }
+
     /// A client of stream `kind` that starts at `start` in its core's log; a gap in the
     /// start is announced first, with a `gap` message.
     pub fn new(kind: StreamKind, peer: SocketAddr, fd: RawFd, start: Resume) -> Self {
@@ -200,6 +216,7 @@ impl Conn {
             reader_done: Cell::new(false),
             wake: Notify::default(),
             reader_wake: Notify::default(),
+            sub: None,
         }
     }
 
@@ -330,8 +347,12 @@ impl Conn {
         let (min, kind) = (self.min_cursor.get(), self.kind.index());
         while batch.len() < MAX_BATCH {
             let Some(f) = log.get(seq) else { break };
+            let wanted = match &self.sub {
+                None => true,
+                Some(sub) => sub.wants(seq, f, log.matched(seq)),
+            };
             seq += 1;
-            if f.cursor >= min {
+            if f.cursor >= min && wanted {
                 batch.push(f.variant(kind).clone());
             }
         }
@@ -550,6 +571,7 @@ mod tests {
                 lite: Bytes::from(format!("lite{c}")),
                 full: Bytes::from(format!("full{c}")),
                 domains: Bytes::from(format!("domains{c}")),
+                ..Default::default()
             });
         }
         log
@@ -650,6 +672,7 @@ mod tests {
                 lite: Bytes::from(format!("lite{n}")),
                 full: Bytes::new(),
                 domains: Bytes::new(),
+                ..Default::default()
             });
         }
         let (got, _) = gathered(&c, &log);

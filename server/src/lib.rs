@@ -5,7 +5,9 @@
 //! - [`listen`]: one `SO_REUSEPORT` listener per core.
 //! - [`core`]: a serving core: monoio runtime, accept loop, the coalescing tick.
 //! - [`router`]: one accepted connection: request head, route, response or upgrade.
-//! - [`http`]: request heads (`httparse`), routes, `since`, responses.
+//! - [`http`]: request heads (`httparse`), routes, stream query parameters, responses.
+//! - [`filter`]: a client's `domain=`/`match=`/`dedup=` subscription, and the core's
+//!   matcher that evaluates each certificate once for all of its filters.
 //! - [`handshake`]: the websocket upgrade.
 //! - [`fanout`]: a core's stream log and clients: ring drain, heartbeats, slow clients.
 //! - [`stream_log`]: the recent stream, once per core, in cursor order; resume by cursor.
@@ -19,6 +21,7 @@ pub mod cli;
 pub mod conn;
 pub mod core;
 pub mod fanout;
+pub mod filter;
 pub mod handshake;
 pub mod http;
 pub mod listen;

@@ -13,6 +13,7 @@ use tokio::io::AsyncReadExt as _;
 
 use crate::conn::{self, Conn, ReadEnd};
 use crate::fanout::Fanout;
+use crate::filter::{Filter, Subscription};
 use crate::handshake;
 use crate::http::{self, HttpError, Route, StreamKind};
 use crate::report;
@@ -74,7 +75,7 @@ pub async fn handle(
     let route = http::route(&req.path);
     if let Route::Stream(kind) = route {
         if handshake::wants_upgrade(&req) {
-            let since = match stream_since(&core, &req.path) {
+            let (since, filter, dedup) = match stream_since(&core, &req.path) {
                 Ok(s) => s,
                 Err(e) => return refuse(&core, &mut stream, peer, e).await,
             };
@@ -82,7 +83,8 @@ pub async fn handle(
                 Ok(resp) => {
                     let (res, _) = stream.write_all(resp).await;
                     if res.is_ok() {
-                        websocket(core, stream, peer, kind, since, leftover).await;
+                        let sub = core.subscribe(filter, dedup);
+                        websocket(core, stream, peer, kind, since, sub, leftover).await;
                     }
                 }
                 Err(e) => {
@@ -147,7 +149,7 @@ async fn refuse(
     e: HttpError,
 ) {
     core.counters.bad_requests.fetch_add(1, Relaxed);
-    tracing::debug!(%peer, error = %e, "bad request");
+    tracing::info!(%peer, error = %e, "bad request");
     let body = format!("{e}\n");
     write_all(
         stream,
@@ -156,18 +158,25 @@ async fn refuse(
     .await;
 }
 
-/// The `since` cursor of a stream request: malformed, or ahead of what was published, is an
-/// error.
-fn stream_since(core: &Fanout, path: &str) -> Result<Option<u64>, HttpError> {
+/// The `since` cursor, filter and dedup of a stream request: a `since` malformed or ahead of
+/// what was published, a bad filter or an unknown parameter is an error.
+fn stream_since(
+    core: &Fanout,
+    path: &str,
+) -> Result<(Option<u64>, Option<Filter>, bool), HttpError> {
     let q = http::stream_query(path)?;
     let next = core.shared.hub.next_cursor();
-    match q.since {
-        Some(since) if since >= next => Err(HttpError::SinceAhead {
-            since,
-            last: next - 1,
-        }),
-        since => Ok(since),
-    }
+    let since = match q.since {
+        Some(since) if since >= next => {
+            return Err(HttpError::SinceAhead {
+                since,
+                last: next - 1,
+            })
+        }
+        since => since,
+    };
+    let filter = Filter::parse(&q.domains, &q.regexes)?;
+    Ok((since, filter, q.dedup))
 }
 
 async fn websocket(
@@ -176,10 +185,13 @@ async fn websocket(
     peer: SocketAddr,
     kind: StreamKind,
     since: Option<u64>,
+    sub: Option<Subscription>,
     leftover: Vec<u8>,
 ) {
     let cfg = &core.shared.config;
-    let conn = Rc::new(Conn::new(kind, peer, stream.as_raw_fd(), core.start(since)));
+    let conn = Rc::new(
+        Conn::new(kind, peer, stream.as_raw_fd(), core.start(since)).with_subscription(sub),
+    );
     // One socket, two halves: the hot write side stays on the native completion driver;
     // the cold read side is adapted to tokio's `AsyncRead` for fastwebsockets by
     // monoio-compat (reads into its own small buffer), so a client costs one descriptor.

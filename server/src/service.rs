@@ -84,6 +84,7 @@ pub fn start(mut cfg: Config, listener: TcpListener) -> anyhow::Result<Server> {
         None => Positions::in_memory(),
     });
     let (hub, consumers) = Hub::new(cores, cfg.serve.ring_capacity, positions.first_cursor());
+    hub.set_dedup(cfg.serve.dedup_window, cfg.serve.dedup_capacity);
     tracing::info!(first_cursor = hub.first_cursor, "stream cursors");
     let stats = Stats::new();
     let shared = Shared::new(cfg.serve.clone(), hub.clone(), stats.clone());

@@ -45,6 +45,10 @@ pub struct CoreConfig {
     pub handshake_timeout: Duration,
     /// Largest client websocket frame.
     pub max_client_frame: usize,
+    /// `dedup=1`: an issuance seen again within this window is a duplicate.
+    pub dedup_window: Duration,
+    /// Most issuance keys the dedup set holds.
+    pub dedup_capacity: usize,
 }
 
 impl Default for CoreConfig {
@@ -63,6 +67,8 @@ impl Default for CoreConfig {
             max_head: 8192,
             handshake_timeout: Duration::from_secs(10),
             max_client_frame: 64 << 10,
+            dedup_window: certstream_engine::hub::DEDUP_WINDOW,
+            dedup_capacity: certstream_engine::hub::DEDUP_CAPACITY,
         }
     }
 }
@@ -98,6 +104,16 @@ pub struct CoreCounters {
     pub rejected: AtomicU64,
     /// 1 when this core runs on io_uring.
     pub io_uring: AtomicU64,
+    /// Connections with a `domain`/`match` filter, and their patterns (this core's matcher).
+    pub filtered_clients: AtomicU64,
+    pub filter_patterns: AtomicU64,
+    /// Certificates this core evaluated against its filters, those that matched at least one,
+    /// and the nanoseconds spent matching.
+    pub filter_evaluated: AtomicU64,
+    pub filter_matched: AtomicU64,
+    pub filter_nanos: AtomicU64,
+    /// Connections that asked for `dedup=1`.
+    pub dedup_clients: AtomicU64,
 }
 
 /// What every core shares (read-mostly; nothing on the per-message path).

@@ -16,6 +16,11 @@
 //! [`StreamLog::resume`] turns a client's `since` cursor into a position: every certificate
 //! after `since` still held, and the range it can no longer have when `since` is older
 //! than the tail.
+//!
+//! # Filters
+//! Beside each certificate the log keeps the ids of the core's filters it matched
+//! ([`crate::filter::Matcher`], evaluated once when the core took it), so a filtered reader
+//! only looks its id up.
 
 use std::collections::VecDeque;
 
@@ -37,6 +42,8 @@ pub struct Resume {
 #[derive(Debug)]
 pub struct StreamLog {
     frames: VecDeque<Frames>,
+    /// The filter ids each certificate matched, beside `frames` (empty: none, or no filters).
+    matched: VecDeque<Box<[u32]>>,
     /// Position of `frames[0]`.
     tail_seq: u64,
     bytes: usize,
@@ -54,6 +61,7 @@ impl StreamLog {
     pub fn new(max_bytes: usize, max_frames: usize, next_cursor: u64) -> Self {
         StreamLog {
             frames: VecDeque::new(),
+            matched: VecDeque::new(),
             tail_seq: 0,
             bytes: 0,
             max_bytes,
@@ -66,6 +74,12 @@ impl StreamLog {
     /// Appends a certificate (cursors only grow), evicting the oldest past the budget; the
     /// newest is always kept.
     pub fn push(&mut self, f: Frames) {
+        self.push_matched(f, Box::default());
+    }
+
+    /// [`StreamLog::push`] with the (sorted) ids of the filters the certificate matched.
+    pub fn push_matched(&mut self, f: Frames, matched: Box<[u32]>) {
+        self.matched.push_back(matched);
         self.next_cursor = self.next_cursor.max(f.cursor + 1);
         self.bytes += f.len();
         self.frames.push_back(f);
@@ -73,6 +87,7 @@ impl StreamLog {
             && (self.bytes > self.max_bytes || self.frames.len() > self.max_frames)
         {
             if let Some(old) = self.frames.pop_front() {
+                self.matched.pop_front();
                 self.bytes -= old.len();
                 self.tail_seq += 1;
                 self.evicted += 1;
@@ -95,6 +110,15 @@ impl StreamLog {
     pub fn get(&self, seq: u64) -> Option<&Frames> {
         let i = usize::try_from(seq.checked_sub(self.tail_seq)?).ok()?;
         self.frames.get(i)
+    }
+
+    /// The filter ids the certificate at `seq` matched (empty when not held).
+    #[inline]
+    pub fn matched(&self, seq: u64) -> &[u32] {
+        usize::try_from(seq.wrapping_sub(self.tail_seq))
+            .ok()
+            .and_then(|i| self.matched.get(i))
+            .map_or(&[], |m| m)
     }
 
     /// Certificates held.
@@ -155,6 +179,7 @@ mod tests {
             lite: Bytes::from(vec![b'l'; size]),
             full: Bytes::from(vec![b'f'; size]),
             domains: Bytes::from(vec![b'd'; size]),
+            ..Default::default()
         }
     }
 
