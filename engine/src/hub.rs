@@ -98,7 +98,8 @@ struct Producers {
 
 /// Default dedup window: a certificate seen again within 15 minutes is a duplicate.
 pub const DEDUP_WINDOW: Duration = Duration::from_secs(15 * 60);
-/// Default bound of the dedup set (about 40 bytes a key: 40 MB at most).
+/// Default bound of the dedup set (about 80 bytes a key with the map and the queue: 80 MiB at
+/// most; 15 minutes of the public logs at their peak is about half of it).
 pub const DEDUP_CAPACITY: usize = 1 << 20;
 
 /// The issuance keys first seen within the window, oldest first.

@@ -144,7 +144,7 @@ pub struct RunArgs {
     /// of a precertificate) is a duplicate, skipped by clients that ask for `dedup=1`.
     #[arg(long, env = "CERTSTREAM_DEDUP_WINDOW", default_value_t = 900.0)]
     pub dedup_window: f64,
-    /// Most issuance keys the dedup set holds (about 40 bytes each).
+    /// Most issuance keys the dedup set holds (about 80 bytes each).
     #[arg(long, default_value_t = 1 << 20)]
     pub dedup_keys: usize,
     /// Milliseconds between hand-offs of new frames to clients (write coalescing window).
