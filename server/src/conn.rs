@@ -186,6 +186,14 @@ impl Conn {
         self
     }
 
+    /// A filtered client at `from` that matched none of the certificates up to `to` moves to
+    /// `to` (the core knows it wants none of them).
+    pub fn pass_over(&self, from: u64, to: u64) {
+        if self.next_seq.get() == from {
+            self.next_seq.set(to);
+        }
+    }
+
     /// Whether this client only takes certificates its filter matched.
     pub fn filtered(&self) -> Option<u32> {
         self.sub

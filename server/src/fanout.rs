@@ -8,7 +8,8 @@
 //! # Filters
 //! While the core has filtered clients, the drain evaluates each new certificate once
 //! against the core's [`Matcher`] and keeps the ids it matched beside it in the log; only
-//! the filtered clients it matched are woken (unfiltered ones always are).
+//! the filtered clients it matched are woken (unfiltered ones always are); the others, when
+//! caught up, just move their position past what they did not want.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -137,6 +138,7 @@ impl Fanout {
         let mut ids = Vec::new();
         let (mut evaluated, mut matched) = (0u64, 0u64);
         let started = filtering.then(Instant::now);
+        let old_head = log.head_seq();
         while let Ok(f) = ring.pop() {
             if filtering {
                 matcher.eval(&f.names, &mut ids);
@@ -170,10 +172,13 @@ impl Fanout {
         c.log_tail_cursor.store(log.tail_cursor(), Relaxed);
         c.log_next_cursor.store(log.next_cursor(), Relaxed);
         c.log_evicted.store(log.evicted, Relaxed);
+        let new_head = log.head_seq();
         drop(log);
         for c in self.conns.borrow().iter() {
             match c.filtered() {
-                Some(id) if woken.binary_search(&id).is_err() => {}
+                // Nothing new for it: a caught-up client moves to the head without waking
+                // (so idle filtered clients never scan what they do not want).
+                Some(id) if woken.binary_search(&id).is_err() => c.pass_over(old_head, new_head),
                 _ => c.wake(),
             }
         }
