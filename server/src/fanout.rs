@@ -136,12 +136,13 @@ impl Fanout {
         // Filter ids matched by anything in this drain, to wake just those clients.
         let mut woken: Vec<u32> = Vec::new();
         let mut ids = Vec::new();
-        let (mut evaluated, mut matched) = (0u64, 0u64);
-        let started = filtering.then(Instant::now);
+        let (mut evaluated, mut matched, mut nanos) = (0u64, 0u64, 0u64);
         let old_head = log.head_seq();
         while let Ok(f) = ring.pop() {
             if filtering {
+                let t = Instant::now();
                 matcher.eval(&f.names, &mut ids);
+                nanos += t.elapsed().as_nanos() as u64;
                 evaluated += 1;
                 if !ids.is_empty() {
                     matched += 1;
@@ -154,10 +155,9 @@ impl Fanout {
             n += 1;
         }
         drop(matcher);
-        if let Some(t) = started {
+        if filtering {
             let c = &self.counters;
-            c.filter_nanos
-                .fetch_add(t.elapsed().as_nanos() as u64, Relaxed);
+            c.filter_nanos.fetch_add(nanos, Relaxed);
             c.filter_evaluated.fetch_add(evaluated, Relaxed);
             c.filter_matched.fetch_add(matched, Relaxed);
         }
