@@ -16,7 +16,7 @@
 source "$(dirname "$0")/lib.sh"
 RATE=${1:-500}; SECS=${2:-30}; BIG=${3:-10000}; REGEXES=${4:-100}
 shift $(( $# < 4 ? $# : 4 )); [[ "${1:-}" == "--" ]] && shift
-PORT=${PORT:-4410}
+PORT=${PORT:-4917}
 NAME=filters-$BIG
 ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 need_tool python3 python3
@@ -47,6 +47,11 @@ run() {
     local label=$1 queries=$2 clients=$3
     shift 3
     sim_up --names "$NAMES" --rate "$RATE" --batch-cap 256 --initial-size 0
+    # The service listens with SO_REUSEPORT: another process on the port would take a share
+    # of the clients and answer some of the samples.
+    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+        echo "port $PORT is in use: set PORT=" >&2; exit 1
+    fi
     start_server "$PORT" "$@"
     "$BIN/loadclient" --addr "127.0.0.1:$PORT" --path / --queries "$queries" --clients "$clients" \
         --warmup 3 --duration $((SECS + 30)) --server-pid "$SERVER_PID" \
@@ -66,6 +71,9 @@ run() {
     n1=$(metric "$PORT" certstream_filter_match_nanoseconds_total)
     fc=$(metric "$PORT" certstream_filtered_clients); pat=$(metric "$PORT" certstream_filter_patterns)
     http_get "$PORT" /stats >"$RUN/$NAME-$label-stats.json" 2>/dev/null || true
+    if [[ "$fc" != "$clients" ]]; then
+        echo "$label: the service counts $fc filtered clients, not $clients: another process on port $PORT?" >&2; exit 1
+    fi
     echo "{\"label\":\"$label\",\"clients\":$clients,\"filtered_clients\":$fc,\"patterns\":$pat,\"cpu_ticks\":$((c1 - c0)),\"tick\":$TICK,\"processed\":$((p1 - p0)),\"evaluated\":$((e1 - e0)),\"matched\":$((m1 - m0)),\"match_ns\":$((n1 - n0)),\"seconds\":$SECS}" >>"$RUN/$NAME.jsonl"
     kill "$lc" "$SERVER_PID" "$SIM_PID" 2>/dev/null || true
     wait "$lc" "$SERVER_PID" "$SIM_PID" 2>/dev/null || true
