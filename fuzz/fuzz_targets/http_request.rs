@@ -1,7 +1,9 @@
-//! HTTP request heads: `http::parse` (httparse), then the route and the websocket upgrade
-//! (`handshake::accept`) the server derives from them.
+//! HTTP request heads: `http::parse` (httparse), then the route, the stream query (`since`,
+//! `domain`, `match`, `dedup`: `http::stream_query`, `filter::Filter::parse`) and the
+//! websocket upgrade (`handshake::accept`) the server derives from them.
 #![no_main]
 
+use certstream_server::filter::Filter;
 use certstream_server::handshake;
 use certstream_server::http::{self, HttpError};
 use libfuzzer_sys::fuzz_target;
@@ -23,6 +25,12 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(name, &name.to_ascii_lowercase());
             }
             let _ = http::route(&req.path);
+            if let Ok(q) = http::stream_query(&req.path) {
+                if let Ok(Some(f)) = Filter::parse(&q.domains, &q.regexes) {
+                    assert!(f.patterns() >= 1 && f.patterns() <= 1000);
+                    let _ = f.matches(&[Box::from(req.path.as_str())]);
+                }
+            }
             if handshake::wants_upgrade(&req) {
                 if let Ok(resp) = handshake::accept(&req) {
                     // One well-formed head: nothing of the request leaks into it.
@@ -34,6 +42,9 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         Ok(None) => assert!(data.len() < MAX_HEAD),
-        Err(HttpError::Malformed | HttpError::TooLarge) => {}
+        Err(e) => assert!(
+            matches!(e, HttpError::Malformed | HttpError::TooLarge),
+            "{e}"
+        ),
     }
 });
