@@ -22,10 +22,21 @@
 //! An ingest node that also publishes upstream sets a [`Hub::set_tap`]: it sees every stamped
 //! certificate under the same mutex, so in cursor order. An edge node's hub is fed frames
 //! stamped elsewhere ([`Hub::publish_stamped`]) and keeps their cursors.
+//! # Dedup
+//! Under the same mutex each certificate's issuance key ([`crate::issuance`]) is looked up in
+//! a time-windowed set: a key first published less than the window ago marks the frames a
+//! [`Frames::duplicate`] (the same certificate from another log, or the final certificate of
+//! a precertificate already sent). Decided once per certificate, for every core and client;
+//! clients that ask for `dedup=1` skip duplicates. The set forgets keys older than the
+//! window and holds at most `capacity` keys (the oldest go first): memory is bounded
+//! whatever the rate.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::issuance::IssuanceKey;
 
 use crate::frame::{Draft, Frames};
 
@@ -77,6 +88,11 @@ pub struct Hub {
     pub published: AtomicU64,
     /// Called with every stamped certificate, in cursor order, under the producers' lock.
     tap: TapSlot,
+    /// Certificates marked [`Frames::duplicate`].
+    pub dedup_hits: AtomicU64,
+    /// Issuance keys the dedup set holds now, and its capacity.
+    pub dedup_keys: AtomicU64,
+    pub dedup_capacity: AtomicU64,
 }
 
 #[derive(Default)]
@@ -99,6 +115,50 @@ pub type Tap = Box<dyn Fn(&Frames) + Send + Sync>;
 struct Producers {
     rings: Vec<rtrb::Producer<Frames>>,
     next: u64,
+    dedup: Dedup,
+}
+
+/// Default dedup window: a certificate seen again within 15 minutes is a duplicate.
+pub const DEDUP_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Default bound of the dedup set (about 80 bytes a key with the map and the queue: 80 MiB at
+/// most; 15 minutes of the public logs at their peak is about half of it).
+pub const DEDUP_CAPACITY: usize = 1 << 20;
+
+/// The issuance keys first seen within the window, oldest first.
+#[derive(Debug)]
+struct Dedup {
+    window: Duration,
+    capacity: usize,
+    first_seen: HashMap<IssuanceKey, Instant>,
+    order: VecDeque<(Instant, IssuanceKey)>,
+}
+
+impl Dedup {
+    fn new(window: Duration, capacity: usize) -> Self {
+        Dedup {
+            window,
+            capacity: capacity.max(1),
+            first_seen: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    /// Whether `key` was first seen within the window before `now`; remembers it if not.
+    fn seen(&mut self, key: IssuanceKey, now: Instant) -> bool {
+        while let Some(&(t, k)) = self.order.front() {
+            if now.duration_since(t) < self.window && self.order.len() < self.capacity {
+                break;
+            }
+            self.order.pop_front();
+            self.first_seen.remove(&k);
+        }
+        if self.first_seen.contains_key(&key) {
+            return true;
+        }
+        self.first_seen.insert(key, now);
+        self.order.push_back((now, key));
+        false
+    }
 }
 
 impl Hub {
@@ -121,6 +181,7 @@ impl Hub {
             producers: Mutex::new(Producers {
                 rings: producers,
                 next: first_cursor,
+                dedup: Dedup::new(DEDUP_WINDOW, DEDUP_CAPACITY),
             }),
             next: AtomicU64::new(first_cursor),
             first_cursor,
@@ -128,8 +189,19 @@ impl Hub {
             latest: Mutex::new(VecDeque::with_capacity(LATEST)),
             published: AtomicU64::new(0),
             tap: TapSlot::default(),
+            dedup_hits: AtomicU64::new(0),
+            dedup_keys: AtomicU64::new(0),
+            dedup_capacity: AtomicU64::new(DEDUP_CAPACITY as u64),
         };
         (Arc::new(hub), consumers)
+    }
+
+    /// Sets the dedup window and the most keys the dedup set holds (forgets what it held).
+    pub fn set_dedup(&self, window: Duration, capacity: usize) {
+        let mut producers = self.producers.lock().unwrap_or_else(|e| e.into_inner());
+        producers.dedup = Dedup::new(window, capacity);
+        self.dedup_capacity.store(capacity.max(1) as u64, Relaxed);
+        self.dedup_keys.store(0, Relaxed);
     }
 
     /// The cursor the next certificate will get (every cursor below it was published).
@@ -203,7 +275,16 @@ impl Sink for Hub {
         self.published.fetch_add(1, Relaxed);
         let frames = {
             let mut producers = self.producers.lock().unwrap_or_else(|e| e.into_inner());
-            let frames = draft.stamp(producers.next);
+            let issuance = draft.issuance;
+            let mut frames = draft.stamp(producers.next);
+            if let Some(key) = issuance {
+                frames.duplicate = producers.dedup.seen(key, Instant::now());
+                if frames.duplicate {
+                    self.dedup_hits.fetch_add(1, Relaxed);
+                }
+                self.dedup_keys
+                    .store(producers.dedup.first_seen.len() as u64, Relaxed);
+            }
             producers.next += 1;
             self.next.store(producers.next, Release);
             self.fan_out(&mut producers, &frames);
@@ -265,6 +346,39 @@ mod tests {
         let ptr = consumers[0].pop().unwrap().full.as_ptr();
         assert_eq!(consumers[1].pop().unwrap().full.as_ptr(), ptr);
         assert_eq!(hub.latest()[0].full.as_ptr(), ptr);
+    }
+
+    #[test]
+    fn dedup_marks_a_key_seen_within_the_window_and_stays_bounded() {
+        let (hub, mut consumers) = Hub::new(1, 64, 1);
+        hub.set_dedup(Duration::from_secs(3600), 3);
+        let keyed = |i: u64, key: u8| {
+            let mut d = frames(i);
+            d.issuance = Some([key; 16]);
+            d
+        };
+        for (i, key) in [1, 2, 1, 3, 2, 4, 5, 1].into_iter().enumerate() {
+            hub.publish(keyed(i as u64, key));
+        }
+        hub.publish(frames(99)); // no key: never a duplicate
+        let dup: Vec<bool> = std::iter::from_fn(|| consumers[0].pop().ok())
+            .map(|f| f.duplicate)
+            .collect();
+        // Capacity 3: by the time 1 comes back the last time, 4 and 5 pushed it out.
+        assert_eq!(
+            dup,
+            [false, false, true, false, true, false, false, false, false]
+        );
+        assert_eq!(hub.dedup_hits.load(Relaxed), 2);
+        assert!(hub.dedup_keys.load(Relaxed) <= 3);
+        let mut d = Dedup::new(Duration::from_secs(10), 100);
+        let t0 = Instant::now();
+        assert!(!d.seen([1; 16], t0));
+        assert!(d.seen([1; 16], t0 + Duration::from_secs(9)));
+        assert!(
+            !d.seen([1; 16], t0 + Duration::from_secs(11)),
+            "window over"
+        );
     }
 
     #[test]

@@ -19,6 +19,8 @@
 //! - [`encode`]: the bytes every client is sent, written once:
 //!   - [`json`]: fields → the lite, full and domains-only messages.
 //!   - [`frame`]: websocket frame headers around those messages; [`frame::Frames`].
+//!   - [`issuance`]: a certificate's issuance key (the same in every log, and for a
+//!     precertificate and its certificate), for dedup at publish.
 //! - [`hub`]: fanout hand-off: the [`hub::Sink`] watchers publish into, and one bounded SPSC
 //!   ring per serving core behind it; a full ring sheds.
 //!
@@ -40,7 +42,7 @@ pub mod stats;
 
 pub use cert::x509;
 pub use ct::{checkpoint, fetch, http, ingest, leaf, loglist, positions, tile, tiled, watcher};
-pub use encode::{frame, json};
+pub use encode::{frame, issuance, json};
 
 pub use error::Error;
 pub use frame::Frames;

@@ -1,7 +1,9 @@
-//! HTTP request heads: `http::parse` (httparse), then the route and the websocket upgrade
-//! (`handshake::accept`) the server derives from them.
+//! HTTP request heads: `http::parse` (httparse), then the route, the stream query (`since`,
+//! `domain`, `match`, `dedup`: `http::stream_query`, `filter::Filter::parse`) and the
+//! websocket upgrade (`handshake::accept`) the server derives from them.
 #![no_main]
 
+use certstream_server::filter::Filter;
 use certstream_server::handshake;
 use certstream_server::http::{self, HttpError};
 use libfuzzer_sys::fuzz_target;
@@ -24,8 +26,16 @@ fuzz_target!(|data: &[u8]| {
             }
             let _ = http::route(&req.path);
             // Query errors are one line each (they are the 400's body).
-            if let Err(e) = http::stream_query(&req.path) {
-                assert!(!e.to_string().contains('\n'));
+            match http::stream_query(&req.path) {
+                Err(e) => assert!(!e.to_string().contains('\n')),
+                Ok(q) => match Filter::parse(&q.domains, &q.regexes) {
+                    Ok(Some(f)) => {
+                        assert!(f.patterns() >= 1 && f.patterns() <= 1000);
+                        let _ = f.matches(&[Box::from(req.path.as_str())]);
+                    }
+                    Ok(None) => {}
+                    Err(e) => assert!(!e.to_string().contains('\n')),
+                },
             }
             if handshake::wants_upgrade(&req) {
                 if let Ok(resp) = handshake::accept(&req) {

@@ -149,6 +149,13 @@ pub struct RunArgs {
     /// Seconds a client may keep skipping frames before it is closed with 1008.
     #[arg(long, default_value_t = 30.0)]
     pub slow_client_timeout: f64,
+    /// Seconds within which a certificate seen again (another log, or the final certificate
+    /// of a precertificate) is a duplicate, skipped by clients that ask for `dedup=1`.
+    #[arg(long, env = "CERTSTREAM_DEDUP_WINDOW", default_value_t = 900.0)]
+    pub dedup_window: f64,
+    /// Most issuance keys the dedup set holds (about 80 bytes each).
+    #[arg(long, default_value_t = 1 << 20)]
+    pub dedup_keys: usize,
     /// Milliseconds between hand-offs of new frames to clients (write coalescing window).
     #[arg(long, default_value_t = 5.0)]
     pub coalesce_ms: f64,
@@ -330,6 +337,8 @@ impl RunArgs {
                 trusted_proxies: self.trusted_proxies.clone(),
                 allow: self.allow.clone(),
                 auth_tokens: self.auth_tokens.clone(),
+                dedup_window: secs(self.dedup_window),
+                dedup_capacity: self.dedup_keys.max(1),
                 ..defaults
             },
             nats: self.nats.config(),

@@ -36,6 +36,7 @@ use monoio::buf::IoVecBuf;
 use monoio::io::AsyncWriteRent;
 
 use crate::deflate::{self, Inflate, Seen, SeenQueue};
+use crate::filter::Subscription;
 use crate::http::StreamKind;
 use crate::shared::CoreCounters;
 use crate::stream_log::{Resume, StreamLog};
@@ -193,9 +194,32 @@ pub struct Conn {
     reader_done: Cell<bool>,
     wake: Notify,
     reader_wake: Notify,
+    /// Its filters and dedup, when it asked for any (`None`: everything).
+    pub sub: Option<Subscription>,
 }
 
 impl Conn {
+    /// The same client with a subscription: only what it asked for is sent.
+    pub fn with_subscription(mut self, sub: Option<Subscription>) -> Self {
+        self.sub = sub;
+        self
+    }
+
+    /// A filtered client at `from` that matched none of the certificates up to `to` moves to
+    /// `to` (the core knows it wants none of them).
+    pub fn pass_over(&self, from: u64, to: u64) {
+        if self.next_seq.get() == from {
+            self.next_seq.set(to);
+        }
+    }
+
+    /// Whether this client only takes certificates its filter matched.
+    pub fn filtered(&self) -> Option<u32> {
+        self.sub
+            .as_ref()
+            .and_then(|s| s.filter.as_ref().map(|_| s.id))
+    }
+
     /// A client of stream `kind` that starts at `start` in its core's log; a gap in the
     /// start is announced first, with a `gap` message.
     pub fn new(kind: StreamKind, peer: SocketAddr, fd: RawFd, start: Resume) -> Self {
@@ -231,6 +255,7 @@ impl Conn {
             reader_done: Cell::new(false),
             wake: Notify::default(),
             reader_wake: Notify::default(),
+            sub: None,
         }
     }
 
@@ -377,7 +402,11 @@ impl Conn {
         let (min, kind, wire) = (self.min_cursor.get(), self.kind, self.wire);
         while batch.len() < MAX_BATCH {
             let Some(f) = log.get(seq) else { break };
-            if f.cursor >= min {
+            let wanted = match &self.sub {
+                None => true,
+                Some(sub) => sub.wants(seq, f, log.matched(seq)),
+            };
+            if f.cursor >= min && wanted {
                 if let Some(b) = wire.get(log, seq, kind) {
                     batch.push(b);
                 }
@@ -635,6 +664,7 @@ mod tests {
                 lite: Bytes::from(format!("lite{c}")),
                 full: Bytes::from(format!("full{c}")),
                 domains: Bytes::from(format!("domains{c}")),
+                ..Default::default()
             });
         }
         log
@@ -735,6 +765,7 @@ mod tests {
                 lite: Bytes::from(format!("lite{n}")),
                 full: Bytes::new(),
                 domains: Bytes::new(),
+                ..Default::default()
             });
         }
         let (got, _) = gathered(&c, &log);

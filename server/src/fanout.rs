@@ -4,8 +4,14 @@
 //! [`StreamLog`] (the hub's shared frames: no copy) and wakes its clients' writers once; each
 //! writer then sends from its own position. The tick also sends heartbeats and closes clients
 //! that stay behind. Nothing here takes a lock or waits for another core, or for a client.
+//!
+//! # Filters
+//! While the core has filtered clients, the drain evaluates each new certificate once
+//! against the core's [`Matcher`] and keeps the ids it matched beside it in the log; only
+//! the filtered clients it matched are woken (unfiltered ones always are); the others, when
+//! caught up, just move their position past what they did not want.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -15,6 +21,7 @@ use certstream_engine::frame::{self, OP_PING};
 use certstream_engine::Frames;
 
 use crate::conn::Conn;
+use crate::filter::{Filter, Matcher, Subscription};
 use crate::shared::{CoreCounters, Shared};
 use crate::stream_log::{Resume, StreamLog};
 use crate::wire::Wire;
@@ -27,6 +34,8 @@ pub struct Fanout {
     pub counters: Arc<CoreCounters>,
     pub log: RefCell<StreamLog>,
     conns: RefCell<Vec<Rc<Conn>>>,
+    matcher: RefCell<Matcher>,
+    next_filter: Cell<u32>,
 }
 
 impl Fanout {
@@ -43,6 +52,8 @@ impl Fanout {
             counters: shared.cores[id].clone(),
             log: RefCell::new(log),
             conns: RefCell::new(Vec::new()),
+            matcher: RefCell::new(Matcher::default()),
+            next_filter: Cell::new(0),
             shared,
         }
     }
@@ -67,6 +78,49 @@ impl Fanout {
         }
     }
 
+    /// A subscription for a new client (`None` when it wants everything), its filter
+    /// registered with this core's matcher: certificates taken from now on are evaluated
+    /// for it. The client must be [`Fanout::attach`]ed, which keeps it until it ends.
+    pub fn subscribe(&self, filter: Option<Filter>, dedup: bool) -> Option<Subscription> {
+        if filter.is_none() && !dedup {
+            return None;
+        }
+        let id = self.next_filter.get();
+        self.next_filter.set(id.wrapping_add(1));
+        if let Some(f) = &filter {
+            let mut m = self.matcher.borrow_mut();
+            m.add(id, f);
+            self.counters.filtered_clients.fetch_add(1, Relaxed);
+            self.counters
+                .filter_patterns
+                .store(m.patterns() as u64, Relaxed);
+        }
+        if dedup {
+            self.counters.dedup_clients.fetch_add(1, Relaxed);
+        }
+        Some(Subscription {
+            id,
+            filter,
+            from_seq: self.log.borrow().head_seq(),
+            dedup,
+        })
+    }
+
+    /// Forgets a finished client's subscription.
+    fn unsubscribe(&self, sub: &Subscription) {
+        if let Some(f) = &sub.filter {
+            let mut m = self.matcher.borrow_mut();
+            m.remove(sub.id, f);
+            self.counters.filtered_clients.fetch_sub(1, Relaxed);
+            self.counters
+                .filter_patterns
+                .store(m.patterns() as u64, Relaxed);
+        }
+        if sub.dedup {
+            self.counters.dedup_clients.fetch_sub(1, Relaxed);
+        }
+    }
+
     /// Adds a client to this core's fanout.
     pub fn attach(&self, conn: Rc<Conn>) {
         self.counters.clients[conn.kind.index()].fetch_add(1, Relaxed);
@@ -86,22 +140,58 @@ impl Fanout {
     /// anything came.
     pub fn drain(&self, ring: &mut rtrb::Consumer<Frames>) {
         let mut log = self.log.borrow_mut();
+        let mut matcher = self.matcher.borrow_mut();
+        let filtering = matcher.filters() > 0;
         let mut n = 0;
+        // Filter ids matched by anything in this drain, to wake just those clients.
+        let mut woken: Vec<u32> = Vec::new();
+        let mut ids = Vec::new();
+        let (mut evaluated, mut matched, mut nanos) = (0u64, 0u64, 0u64);
+        let old_head = log.head_seq();
         while let Ok(f) = ring.pop() {
-            log.push(f);
+            if filtering {
+                let t = Instant::now();
+                matcher.eval(&f.names, &mut ids);
+                nanos += t.elapsed().as_nanos() as u64;
+                evaluated += 1;
+                if !ids.is_empty() {
+                    matched += 1;
+                    woken.extend_from_slice(&ids);
+                }
+                log.push_matched(f, ids.as_slice().into());
+            } else {
+                log.push(f);
+            }
             n += 1;
+        }
+        drop(matcher);
+        if filtering {
+            let c = &self.counters;
+            c.filter_nanos.fetch_add(nanos, Relaxed);
+            c.filter_evaluated.fetch_add(evaluated, Relaxed);
+            c.filter_matched.fetch_add(matched, Relaxed);
         }
         if n == 0 {
             return;
         }
+        woken.sort_unstable();
+        woken.dedup();
         let c = &self.counters;
         c.log_frames.store(log.len() as u64, Relaxed);
         c.log_bytes.store(log.bytes() as u64, Relaxed);
         c.log_tail_cursor.store(log.tail_cursor(), Relaxed);
         c.log_next_cursor.store(log.next_cursor(), Relaxed);
         c.log_evicted.store(log.evicted, Relaxed);
+        let new_head = log.head_seq();
         drop(log);
-        self.conns.borrow().iter().for_each(|c| c.wake());
+        for c in self.conns.borrow().iter() {
+            match c.filtered() {
+                // Nothing new for it: a caught-up client moves to the head without waking
+                // (so idle filtered clients never scan what they do not want).
+                Some(id) if woken.binary_search(&id).is_err() => c.pass_over(old_head, new_head),
+                _ => c.wake(),
+            }
+        }
     }
 
     /// Sends every client a ping and a `heartbeat` message.
@@ -135,6 +225,9 @@ impl Fanout {
             if c.is_dead() {
                 self.counters.clients[c.kind.index()].fetch_sub(1, Relaxed);
                 self.wire_gauge(c).map(|g| g.fetch_sub(1, Relaxed));
+                if let Some(sub) = &c.sub {
+                    self.unsubscribe(sub);
+                }
                 return false;
             }
             // A writer stuck in a write to a client that does not read never gets to

@@ -96,7 +96,7 @@ impl Request {
 }
 
 /// Why a request is refused (each answered with a status and this one line).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HttpError {
     #[error("malformed HTTP request")]
     Malformed,
@@ -118,11 +118,19 @@ pub enum HttpError {
     Forbidden,
     #[error("too many connections from this address")]
     TooManyFromAddress,
+    #[error("unknown query parameter {0:?} (known: since, domain, match, dedup, token, stream)")]
+    UnknownParameter(String),
+    #[error("bad percent-encoding in query parameter {0}")]
+    BadEncoding(&'static str),
+    #[error("dedup must be 1 or 0")]
+    BadDedup,
+    #[error(transparent)]
+    Filter(#[from] crate::filter::FilterError),
 }
 
 impl HttpError {
     /// The status line this error is answered with.
-    pub fn status(self) -> &'static str {
+    pub fn status(&self) -> &'static str {
         match self {
             HttpError::TooLarge => "431 Request Header Fields Too Large",
             HttpError::Unauthorized => "401 Unauthorized",
@@ -134,14 +142,24 @@ impl HttpError {
 }
 
 /// What a stream request's query asks for.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StreamQuery {
     /// Resume after this cursor (`?since=N`).
     pub since: Option<u64>,
+    /// `domain=` values (percent-decoded; each a comma-separated list), in order.
+    pub domains: Vec<String>,
+    /// `match=` values (percent-decoded), in order.
+    pub regexes: Vec<String>,
+    /// `dedup=1`: only the first sighting of each issuance.
+    pub dedup: bool,
 }
 
-/// Parses a stream request's query string. Other parameters are left alone (the original
-/// server ignores queries, and so do its clients' URLs).
+/// The query parameters stream paths accept; any other is refused with 400. Parameters
+/// other stages read are listed here too: `token` ([`crate::access`]) and `stream` (the
+/// SSE stream's kind, [`crate::sse`]).
+pub const STREAM_PARAMETERS: &[&str] = &["since", "domain", "match", "dedup", "token", "stream"];
+
+/// Parses a stream request's query string; an unknown parameter is an error.
 pub fn stream_query(path: &str) -> Result<StreamQuery, HttpError> {
     let mut q = StreamQuery::default();
     let Some((_, query)) = path.split_once('?') else {
@@ -150,17 +168,66 @@ pub fn stream_query(path: &str) -> Result<StreamQuery, HttpError> {
     let query = query.split('#').next().unwrap_or("");
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        if k == "since" {
-            if q.since.is_some() {
-                return Err(HttpError::RepeatedSince);
+        match k {
+            "since" => {
+                if q.since.is_some() {
+                    return Err(HttpError::RepeatedSince);
+                }
+                if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(HttpError::BadSince);
+                }
+                q.since = Some(v.parse().map_err(|_| HttpError::BadSince)?);
             }
-            if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(HttpError::BadSince);
+            "domain" => q
+                .domains
+                .push(percent_decode(v).ok_or(HttpError::BadEncoding("domain"))?),
+            "match" => q
+                .regexes
+                .push(percent_decode(v).ok_or(HttpError::BadEncoding("match"))?),
+            "dedup" => {
+                q.dedup = match v {
+                    "1" | "true" => true,
+                    "0" | "false" => false,
+                    _ => return Err(HttpError::BadDedup),
+                }
             }
-            q.since = Some(v.parse().map_err(|_| HttpError::BadSince)?);
+            k if STREAM_PARAMETERS.contains(&k) => {}
+            k => {
+                let mut k = k.to_owned();
+                if k.len() > 40 {
+                    let mut end = 40;
+                    while !k.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    k.truncate(end);
+                }
+                return Err(HttpError::UnknownParameter(k));
+            }
         }
     }
     Ok(q)
+}
+
+/// Decodes `%XX` escapes (a `+` stays a `+`: regexes need it); `None` for a bad escape or
+/// bytes that are not UTF-8.
+pub fn percent_decode(v: &str) -> Option<String> {
+    if !v.contains('%') {
+        return Some(v.to_owned());
+    }
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// Most headers a request may carry.
@@ -240,10 +307,29 @@ mod tests {
         assert_eq!(stream_query("/"), Ok(StreamQuery::default()));
         assert_eq!(stream_query("/?since=42").unwrap().since, Some(42));
         assert_eq!(
-            stream_query("/full-stream?x=1&since=0#frag").unwrap().since,
+            stream_query("/full-stream?since=0#frag").unwrap().since,
             Some(0)
         );
-        assert_eq!(stream_query("/?other=1").unwrap().since, None);
+        assert_eq!(
+            stream_query("/?other=1"),
+            Err(HttpError::UnknownParameter("other".into()))
+        );
+        let q =
+            stream_query("/?domain=a.example,.b.example&match=%5Ex%2B%24&domain=c&dedup=1&since=3")
+                .unwrap();
+        assert_eq!(q.domains, ["a.example,.b.example", "c"]);
+        assert_eq!(q.regexes, ["^x+$"]);
+        assert!(q.dedup);
+        assert_eq!(q.since, Some(3));
+        assert_eq!(stream_query("/?dedup=yes"), Err(HttpError::BadDedup));
+        assert_eq!(
+            stream_query("/?match=%zz"),
+            Err(HttpError::BadEncoding("match"))
+        );
+        assert_eq!(
+            stream_query("/?match=%ff").unwrap_err().to_string(),
+            "bad percent-encoding in query parameter match"
+        );
         for bad in [
             "/?since=",
             "/?since",

@@ -5,7 +5,9 @@
 //! - [`listen`]: one `SO_REUSEPORT` listener per core.
 //! - [`core`]: a serving core: monoio runtime, accept loop, the coalescing tick.
 //! - [`router`]: one accepted connection: request head, route, response or upgrade.
-//! - [`http`]: request heads (`httparse`), routes, `since`, responses.
+//! - [`http`]: request heads (`httparse`), routes, stream query parameters, responses.
+//! - [`filter`]: a client's `domain=`/`match=`/`dedup=` subscription, and the core's
+//!   matcher that evaluates each certificate once for all of its filters.
 //! - [`access`]: the real address behind trusted proxies, the allow list, bearer tokens.
 //! - [`handshake`]: the websocket upgrade; [`deflate`]: permessage-deflate, shared.
 //! - [`sse`]: the streams as Server-Sent Events (`Accept: text/event-stream`, `/sse`).
@@ -27,6 +29,7 @@ pub mod conn;
 pub mod core;
 pub mod deflate;
 pub mod fanout;
+pub mod filter;
 pub mod handshake;
 pub mod health;
 pub mod http;

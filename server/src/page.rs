@@ -1,5 +1,6 @@
 //! The index page (`GET /` without an upgrade): what this is, how to connect, live counters
-//! (from `/stats`) and a live feed (a websocket to `/` from the page itself).
+//! (from `/stats`) and a live feed (a websocket to `/` from the page itself), which a person
+//! can filter (`domain=`, `match=`, `dedup=1`) and watch matching certificates live.
 
 /// The whole page: no external assets, so it works offline.
 pub const INDEX: &str = r##"<!doctype html>
@@ -30,6 +31,11 @@ pub const INDEX: &str = r##"<!doctype html>
   #feed td.domain { color:var(--ok); }
   #status { font-size:13px; color:var(--muted); }
   #status.live { color:var(--ok); }
+  #filter { display:grid; grid-template-columns: 1fr 1fr auto auto; gap:8px; margin:0 0 10px; align-items:center; }
+  #filter input[type=text] { background:#0b0f13; color:var(--text); border:1px solid #2a3441; border-radius:6px; padding:6px 8px; font:13px ui-monospace, monospace; }
+  #filter button { background:var(--accent); color:#0b0f13; border:0; border-radius:6px; padding:6px 12px; font-weight:600; cursor:pointer; }
+  #filter label { color:var(--muted); font-size:13px; white-space:nowrap; }
+  #filter-note { color:var(--muted); font-size:13px; margin:0 0 8px; }
   @media (max-width: 900px) { main { grid-template-columns: 1fr; } }
 </style>
 </head>
@@ -73,6 +79,13 @@ ws.onmessage = (e) =&gt; console.log(JSON.parse(e.data).data);</pre>
   </div>
   <section>
     <h2>Feed</h2>
+    <form id="filter">
+      <input type="text" id="f-domain" placeholder="domain: example.com, .example.org" aria-label="domain filter">
+      <input type="text" id="f-match" placeholder="match: regex, e.g. paypal|login" aria-label="regex filter">
+      <label><input type="checkbox" id="f-dedup"> dedup</label>
+      <button type="submit">Filter</button>
+    </form>
+    <p id="filter-note">No filter: every certificate. <code>.example.com</code> is the name and everything under it; a regex is searched in each name.</p>
     <table id="feed"><thead><tr><th>seen</th><th>domains</th><th>issuer / log</th></tr></thead><tbody></tbody></table>
   </section>
 </main>
@@ -115,12 +128,49 @@ ws.onmessage = (e) =&gt; console.log(JSON.parse(e.data).data);</pre>
   poll(); setInterval(poll, 2000);
   const body = document.querySelector("#feed tbody");
   let shown = 0;
+  let query = "";
+  let current = null;
+  let generation = 0;
+  const params = new URLSearchParams(location.search);
+  document.getElementById("f-domain").value = params.getAll("domain").join(",");
+  document.getElementById("f-match").value = params.get("match") || "";
+  document.getElementById("f-dedup").checked = params.get("dedup") === "1";
+  function filterQuery() {
+    const q = [];
+    const d = document.getElementById("f-domain").value.replace(/\s+/g, "");
+    const m = document.getElementById("f-match").value;
+    if (d) q.push("domain=" + encodeURIComponent(d).replace(/%2C/g, ","));
+    if (m) q.push("match=" + encodeURIComponent(m));
+    if (document.getElementById("f-dedup").checked) q.push("dedup=1");
+    return q.length ? "?" + q.join("&") : "";
+  }
+  document.getElementById("filter").addEventListener("submit", (e) => {
+    e.preventDefault();
+    query = filterQuery();
+    history.replaceState(null, "", "/" + query);
+    body.innerHTML = ""; shown = 0;
+    document.getElementById("filter-note").textContent = query
+      ? "Filtered by the server: only matching certificates are sent (" + decodeURIComponent(query.slice(1)) + ")."
+      : "No filter: every certificate.";
+    if (current) current.close();
+    connect();
+  });
   function connect() {
-    const ws = new WebSocket(wsBase + "/");
+    const mine = ++generation;
+    const url = wsBase + "/" + query;
+    const ws = new WebSocket(url);
+    current = ws;
+    let opened = false;
     const status = document.getElementById("status");
-    ws.onopen = () => { status.textContent = "live: streaming from " + wsBase + "/"; status.className = "live"; };
-    ws.onclose = () => { status.textContent = "disconnected; reconnecting…"; status.className = ""; setTimeout(connect, 2000); };
+    ws.onopen = () => { opened = true; status.textContent = "live: streaming from " + url; status.className = "live"; };
+    ws.onclose = () => {
+      if (mine !== generation) return;
+      status.className = "";
+      if (!opened && query) { status.textContent = "the server refused this filter (HTTP 400): check the domain names and the regex"; return; }
+      status.textContent = "disconnected; reconnecting…"; setTimeout(() => { if (mine === generation) connect(); }, 2000);
+    };
     ws.onmessage = (e) => {
+      if (mine !== generation) return;
       const m = JSON.parse(e.data);
       if (m.message_type !== "certificate_update") return;
       const d = m.data;
@@ -136,6 +186,7 @@ ws.onmessage = (e) =&gt; console.log(JSON.parse(e.data).data);</pre>
       document.title = "certstream (" + shown + ")";
     };
   }
+  query = filterQuery();
   connect();
 })();
 </script>

@@ -40,7 +40,7 @@ pub fn stats(shared: &Shared) -> Vec<u8> {
     let mut out = String::with_capacity(4096);
     let _ = write!(
         out,
-        "{{\"processed_certificates\":{},\"uptime_seconds\":{},\"clients\":{{\"lite\":{},\"full\":{},\"domains\":{},\"total\":{}}},\"messages_sent\":{},\"bytes_sent\":{},\"cursor\":{{\"first\":{},\"next\":{}}},\"resumed\":{},\"resume_gaps\":{},\"dropped\":{{\"core_rings\":{},\"client_lag\":{}}},\"slow_clients_closed\":{},\"cores\":[",
+        "{{\"processed_certificates\":{},\"uptime_seconds\":{},\"clients\":{{\"lite\":{},\"full\":{},\"domains\":{},\"total\":{}}},\"messages_sent\":{},\"bytes_sent\":{},\"cursor\":{{\"first\":{},\"next\":{}}},\"resumed\":{},\"resume_gaps\":{},\"dropped\":{{\"core_rings\":{},\"client_lag\":{}}},\"slow_clients_closed\":{},\"filters\":{},\"cores\":[",
         shared.hub.published.load(Relaxed),
         shared.started.elapsed().as_secs(),
         clients[0],
@@ -56,6 +56,7 @@ pub fn stats(shared: &Shared) -> Vec<u8> {
         shared.hub.rings.iter().map(|r| r.dropped.load(Relaxed)).sum::<u64>(),
         shared.sum(|c| &c.client_drops),
         shared.sum(|c| &c.slow_closed),
+        filters_json(shared),
     );
     for (i, c) in shared.cores.iter().enumerate() {
         if i > 0 {
@@ -63,7 +64,7 @@ pub fn stats(shared: &Shared) -> Vec<u8> {
         }
         let _ = write!(
             out,
-            "{{\"core\":{i},\"driver\":\"{}\",\"clients\":{},\"ring_dropped\":{},\"stream_log\":{{\"certificates\":{},\"bytes\":{},\"tail_cursor\":{},\"next_cursor\":{},\"evicted\":{}}}}}",
+            "{{\"core\":{i},\"driver\":\"{}\",\"clients\":{},\"ring_dropped\":{},\"stream_log\":{{\"certificates\":{},\"bytes\":{},\"tail_cursor\":{},\"next_cursor\":{},\"evicted\":{}}},\"filters\":{{\"clients\":{},\"patterns\":{},\"evaluated\":{},\"matched\":{},\"match_ns_per_certificate\":{}}}}}",
             match c.driver.load(Relaxed) {
                 0 => "starting",
                 1 => "io_uring",
@@ -76,6 +77,11 @@ pub fn stats(shared: &Shared) -> Vec<u8> {
             c.log_tail_cursor.load(Relaxed),
             c.log_next_cursor.load(Relaxed),
             c.log_evicted.load(Relaxed),
+            c.filtered_clients.load(Relaxed),
+            c.filter_patterns.load(Relaxed),
+            c.filter_evaluated.load(Relaxed),
+            c.filter_matched.load(Relaxed),
+            c.filter_nanos.load(Relaxed) / c.filter_evaluated.load(Relaxed).max(1),
         );
     }
     out.push_str("],\"ingest\":{");
@@ -115,6 +121,25 @@ pub fn stats(shared: &Shared) -> Vec<u8> {
     }
     bytes.extend_from_slice(b"]}");
     bytes
+}
+
+/// The `filters` object of `/stats`: filtered and dedup clients, patterns, matching cost,
+/// dedup hits and the dedup set.
+fn filters_json(shared: &Shared) -> String {
+    let evaluated = shared.sum(|c| &c.filter_evaluated);
+    let hub = &shared.hub;
+    format!(
+        "{{\"clients\":{},\"patterns\":{},\"evaluated\":{},\"matched\":{},\"match_ns_per_certificate\":{},\"dedup_clients\":{},\"dedup_hits\":{},\"dedup_keys\":{},\"dedup_capacity\":{}}}",
+        shared.sum(|c| &c.filtered_clients),
+        shared.sum(|c| &c.filter_patterns),
+        evaluated,
+        shared.sum(|c| &c.filter_matched),
+        shared.sum(|c| &c.filter_nanos) / evaluated.max(1),
+        shared.sum(|c| &c.dedup_clients),
+        hub.dedup_hits.load(Relaxed),
+        hub.dedup_keys.load(Relaxed),
+        hub.dedup_capacity.load(Relaxed),
+    )
 }
 
 fn label(s: &str) -> String {
@@ -221,6 +246,60 @@ pub fn metrics(shared: &Shared) -> String {
             .map(|(i, c)| (format!("core=\"{i}\""), f(c)))
             .collect::<Vec<_>>()
     };
+    metric(
+        "filtered_clients",
+        "gauge",
+        "Connections with a domain or match filter, per core.",
+        &per_core(&|c| c.filtered_clients.load(Relaxed)),
+    );
+    metric(
+        "filter_patterns",
+        "gauge",
+        "Patterns in each core's matcher (all its connections' filters).",
+        &per_core(&|c| c.filter_patterns.load(Relaxed)),
+    );
+    metric(
+        "filter_evaluated_total",
+        "counter",
+        "Certificates each core evaluated against its filters (once per certificate).",
+        &per_core(&|c| c.filter_evaluated.load(Relaxed)),
+    );
+    metric(
+        "filter_matched_total",
+        "counter",
+        "Certificates that matched at least one filter, per core.",
+        &per_core(&|c| c.filter_matched.load(Relaxed)),
+    );
+    metric(
+        "filter_match_nanoseconds_total",
+        "counter",
+        "Nanoseconds each core spent matching certificates against its filters.",
+        &per_core(&|c| c.filter_nanos.load(Relaxed)),
+    );
+    metric(
+        "dedup_clients",
+        "gauge",
+        "Connections that asked for dedup=1.",
+        &[(String::new(), shared.sum(|c| &c.dedup_clients))],
+    );
+    metric(
+        "dedup_hits_total",
+        "counter",
+        "Certificates marked duplicates (same issuance within the window).",
+        &[(String::new(), shared.hub.dedup_hits.load(Relaxed))],
+    );
+    metric(
+        "dedup_keys",
+        "gauge",
+        "Issuance keys the dedup set holds.",
+        &[(String::new(), shared.hub.dedup_keys.load(Relaxed))],
+    );
+    metric(
+        "dedup_capacity",
+        "gauge",
+        "Most issuance keys the dedup set holds.",
+        &[(String::new(), shared.hub.dedup_capacity.load(Relaxed))],
+    );
     metric(
         "stream_log_certificates",
         "gauge",

@@ -7,6 +7,7 @@ use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 
+use certstream_engine::Frames;
 use monoio::buf::IoBufMut as _;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable as _};
 use tokio::io::AsyncReadExt as _;
@@ -15,6 +16,7 @@ use crate::access;
 use crate::conn::{self, Conn, ReadEnd};
 use crate::deflate;
 use crate::fanout::Fanout;
+use crate::filter::{Filter, Subscription};
 use crate::handshake;
 use crate::http::{self, HttpError, Route, StreamKind};
 use crate::report;
@@ -96,8 +98,12 @@ pub async fn handle(
     }
     if let Route::Stream(kind) = route {
         if handshake::wants_upgrade(&req) {
-            let since = match stream_since(&core, &req.path) {
-                Ok(s) => s,
+            let Asked {
+                since,
+                filter,
+                dedup,
+            } = match asked(&core, &req, false) {
+                Ok(a) => a,
                 Err(e) => return refuse(&core, &mut stream, peer, e).await,
             };
             let agreed = cfg.deflate.then(|| deflate::negotiate(&req)).flatten();
@@ -107,13 +113,19 @@ pub async fn handle(
                     let (res, _) = stream.write_all(resp).await;
                     if res.is_ok() {
                         let wire = agreed.map_or(Wire::Ws, |a| Wire::Deflate { bits: a.bits });
+                        let sub = core.subscribe(filter, dedup);
                         // Its own task: what this one held for the request goes now,
                         // not when the connection ends (a client is a few KiB).
                         monoio::spawn(websocket(
                             core,
                             stream,
                             peer,
-                            Subscription { kind, wire, since },
+                            Upgrade {
+                                kind,
+                                wire,
+                                since,
+                                sub,
+                            },
                             leftover,
                             admission,
                         ));
@@ -142,9 +154,9 @@ pub async fn handle(
         _ => None,
     };
     if let (Some(kind), "GET") = (events, req.method.as_str()) {
-        let start = kind.and_then(|k| Ok((k, events_since(&core, &req)?)));
+        let start = kind.and_then(|k| Ok((k, asked(&core, &req, true)?)));
         return match start {
-            Ok((kind, since)) => sse::serve(core, stream, peer, kind, since).await,
+            Ok((kind, a)) => sse::serve(core, stream, peer, kind, a.since, a.filter, a.dedup).await,
             Err(e) => refuse(&core, &mut stream, peer, e).await,
         };
     }
@@ -212,7 +224,7 @@ async fn refuse(
     e: HttpError,
 ) {
     core.counters.bad_requests.fetch_add(1, Relaxed);
-    tracing::debug!(%peer, error = %e, "bad request");
+    tracing::info!(%peer, error = %e, "bad request");
     let body = format!("{e}\n");
     let mut resp = http::response(e.status(), "text/plain", body.as_bytes());
     if e == HttpError::Unauthorized {
@@ -225,17 +237,27 @@ async fn refuse(
     write_all(stream, resp).await;
 }
 
-/// The `since` cursor of a stream request: malformed, or ahead of what was published, is an
-/// error.
-fn stream_since(core: &Fanout, path: &str) -> Result<Option<u64>, HttpError> {
-    let q = http::stream_query(path)?;
-    check_since(core, q.since)
+/// What a stream request asks for: where it starts, its filter and whether it wants dedup.
+struct Asked {
+    since: Option<u64>,
+    filter: Option<Filter>,
+    dedup: bool,
 }
 
-/// An event stream's start: its `Last-Event-ID` header, else its `since`.
-fn events_since(core: &Fanout, req: &http::Request) -> Result<Option<u64>, HttpError> {
+/// Reads a stream request's query (and for an event stream its `Last-Event-ID`, which wins
+/// over `since`): a `since` malformed or ahead of what was published, a bad filter or an
+/// unknown parameter is an error.
+fn asked(core: &Fanout, req: &http::Request, events: bool) -> Result<Asked, HttpError> {
     let q = http::stream_query(&req.path)?;
-    check_since(core, sse::last_event_id(req)?.or(q.since))
+    let since = match events {
+        true => sse::last_event_id(req)?.or(q.since),
+        false => q.since,
+    };
+    Ok(Asked {
+        since: check_since(core, since)?,
+        filter: Filter::parse(&q.domains, &q.regexes)?,
+        dedup: q.dedup,
+    })
 }
 
 fn check_since(core: &Fanout, since: Option<u64>) -> Result<Option<u64>, HttpError> {
@@ -249,34 +271,45 @@ fn check_since(core: &Fanout, since: Option<u64>) -> Result<Option<u64>, HttpErr
     }
 }
 
-/// What an upgraded client asked for: its stream, its wire form and where it starts.
-struct Subscription {
+/// What an upgraded client asked for: its stream, its wire form, where it starts and what
+/// it subscribed to.
+struct Upgrade {
     kind: StreamKind,
     wire: Wire,
     since: Option<u64>,
+    sub: Option<Subscription>,
 }
 
 async fn websocket(
     core: Rc<Fanout>,
     stream: monoio::net::TcpStream,
     peer: SocketAddr,
-    sub: Subscription,
+    upgrade: Upgrade,
     leftover: Vec<u8>,
     _admission: Admission,
 ) {
-    let Subscription { kind, wire, since } = sub;
+    let Upgrade {
+        kind,
+        wire,
+        since,
+        sub,
+    } = upgrade;
     let cfg = &core.shared.config;
+    let pick = |f: &Frames| {
+        let wanted = sub.as_ref().is_none_or(|s| s.wants_unheld(f));
+        wanted.then(|| f.variant(kind.index()).clone())
+    };
     // A gap in the start is announced first; an edge fills it from JetStream first.
     let (start, first) = crate::upstream::fill_gap(
         &core.shared.upstream,
         &core.log,
         core.start(since),
-        kind.index(),
+        pick,
         conn::gap_message,
     )
     .await;
     let fd = stream.as_raw_fd();
-    let conn = Rc::new(Conn::with_wire(kind, wire, peer, fd, start));
+    let conn = Rc::new(Conn::with_wire(kind, wire, peer, fd, start).with_subscription(sub));
     first.into_iter().for_each(|f| conn.push_control(f));
     // One socket, two halves: the hot write side stays on the native completion driver;
     // the cold read side is adapted to tokio's `AsyncRead` for fastwebsockets by

@@ -105,6 +105,7 @@ pub fn start(mut cfg: Config, listener: TcpListener) -> anyhow::Result<Server> {
         }
     }
     let (hub, consumers) = Hub::new(cores, cfg.serve.ring_capacity, first_cursor);
+    hub.set_dedup(cfg.serve.dedup_window, cfg.serve.dedup_capacity);
     tracing::info!(first_cursor = hub.first_cursor, "stream cursors");
     let stats = Stats::new();
     let shared = Shared::with_upstream(

@@ -58,6 +58,10 @@ pub struct CoreConfig {
     pub allow: Vec<Cidr>,
     /// Tokens a stream request must carry one of (empty: none needed).
     pub auth_tokens: Vec<String>,
+    /// `dedup=1`: an issuance seen again within this window is a duplicate.
+    pub dedup_window: Duration,
+    /// Most issuance keys the dedup set holds.
+    pub dedup_capacity: usize,
 }
 
 impl Default for CoreConfig {
@@ -81,6 +85,8 @@ impl Default for CoreConfig {
             trusted_proxies: Vec::new(),
             allow: Vec::new(),
             auth_tokens: Vec::new(),
+            dedup_window: certstream_engine::hub::DEDUP_WINDOW,
+            dedup_capacity: certstream_engine::hub::DEDUP_CAPACITY,
         }
     }
 }
@@ -123,6 +129,16 @@ pub struct CoreCounters {
     pub deflate_clients: AtomicU64,
     /// The driver this core runs on: 0 while it starts, then 1 io_uring, 2 legacy (epoll).
     pub driver: AtomicU64,
+    /// Connections with a `domain`/`match` filter, and their patterns (this core's matcher).
+    pub filtered_clients: AtomicU64,
+    pub filter_patterns: AtomicU64,
+    /// Certificates this core evaluated against its filters, those that matched at least one,
+    /// and the nanoseconds spent matching.
+    pub filter_evaluated: AtomicU64,
+    pub filter_matched: AtomicU64,
+    pub filter_nanos: AtomicU64,
+    /// Connections that asked for `dedup=1`.
+    pub dedup_clients: AtomicU64,
 }
 
 /// What every core shares (read-mostly; nothing on the per-message path).

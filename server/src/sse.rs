@@ -17,6 +17,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable as _};
 
 use crate::conn::{self, Conn};
 use crate::fanout::Fanout;
+use crate::filter::Filter;
 use crate::http::{HttpError, Request, StreamKind};
 use crate::wire::Wire;
 
@@ -75,18 +76,19 @@ pub async fn serve(
     peer: SocketAddr,
     kind: StreamKind,
     since: Option<u64>,
+    filter: Option<Filter>,
+    dedup: bool,
 ) {
     let (res, _) = stream.write_all(HEAD).await;
     if res.is_err() {
         return;
     }
-    let conn = Rc::new(Conn::with_wire(
-        kind,
-        Wire::Sse,
-        peer,
-        stream.as_raw_fd(),
-        core.start(since),
-    ));
+    // Registered only for a client that will be attached (which unregisters it at its end).
+    let sub = core.subscribe(filter, dedup);
+    let conn = Rc::new(
+        Conn::with_wire(kind, Wire::Sse, peer, stream.as_raw_fd(), core.start(since))
+            .with_subscription(sub),
+    );
     let (mut read, write) = stream.into_split();
     core.attach(conn.clone());
     // The client sends nothing more: reading only notices that it went away.

@@ -22,6 +22,10 @@
 //! this core asked for (an SSE event, a deflated frame: see [`crate::wire`]), each made the
 //! first time a client wants it ([`StreamLog::form`]) and then shared by every client of
 //! that form; they count against the byte budget and are evicted with their certificate.
+//! # Filters
+//! Beside each certificate the log keeps the ids of the core's filters it matched
+//! ([`crate::filter::Matcher`], evaluated once when the core took it), so a filtered reader
+//! only looks its id up.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -50,6 +54,8 @@ pub struct StreamLog {
     forms: VecDeque<RefCell<Vec<(u8, Bytes)>>>,
     /// Bytes of those forms.
     form_bytes: Cell<usize>,
+    /// The filter ids each certificate matched, beside `frames` (empty: none, or no filters).
+    matched: VecDeque<Box<[u32]>>,
     /// Position of `frames[0]`.
     tail_seq: u64,
     bytes: usize,
@@ -69,6 +75,7 @@ impl StreamLog {
             frames: VecDeque::new(),
             forms: VecDeque::new(),
             form_bytes: Cell::new(0),
+            matched: VecDeque::new(),
             tail_seq: 0,
             bytes: 0,
             max_bytes,
@@ -81,6 +88,12 @@ impl StreamLog {
     /// Appends a certificate (cursors only grow), evicting the oldest past the budget; the
     /// newest is always kept.
     pub fn push(&mut self, f: Frames) {
+        self.push_matched(f, Box::default());
+    }
+
+    /// [`StreamLog::push`] with the (sorted) ids of the filters the certificate matched.
+    pub fn push_matched(&mut self, f: Frames, matched: Box<[u32]>) {
+        self.matched.push_back(matched);
         self.next_cursor = self.next_cursor.max(f.cursor + 1);
         self.bytes += f.len();
         self.frames.push_back(f);
@@ -89,6 +102,7 @@ impl StreamLog {
             && (self.bytes() > self.max_bytes || self.frames.len() > self.max_frames)
         {
             if let Some(old) = self.frames.pop_front() {
+                self.matched.pop_front();
                 self.bytes -= old.len();
                 if let Some(forms) = self.forms.pop_front() {
                     let n: usize = forms.borrow().iter().map(|(_, b)| b.len()).sum();
@@ -130,6 +144,15 @@ impl StreamLog {
         self.form_bytes.set(self.form_bytes.get() + b.len());
         forms.push((key, b.clone()));
         Some(b)
+    }
+
+    /// The filter ids the certificate at `seq` matched (empty when not held).
+    #[inline]
+    pub fn matched(&self, seq: u64) -> &[u32] {
+        usize::try_from(seq.wrapping_sub(self.tail_seq))
+            .ok()
+            .and_then(|i| self.matched.get(i))
+            .map_or(&[], |m| m)
     }
 
     /// Certificates held.
@@ -190,6 +213,7 @@ mod tests {
             lite: Bytes::from(vec![b'l'; size]),
             full: Bytes::from(vec![b'f'; size]),
             domains: Bytes::from(vec![b'd'; size]),
+            ..Default::default()
         }
     }
 

@@ -2,12 +2,15 @@
 //! consume it and serve it as if their own ingest had made it.
 //!
 //! # The message
-//! One JetStream message per certificate, subject `<stream>.frames`: a 33-byte header
-//! (version 1, cursor, log, index, the three frame lengths; little-endian) and the three
-//! frames exactly as the ingest's clients get them (websocket header included). An edge
-//! slices them out of the received payload ([`decode`]: no copy, no JSON work) and hands
-//! them to its hub with their cursor ([`Hub::publish_stamped`]), so every edge serves the
-//! same bytes with the same cursors as the ingest.
+//! One JetStream message per certificate, subject `<stream>.frames`: a 38-byte header
+//! (version 2, flags, cursor, log, index, the three frame lengths and the names' length;
+//! little-endian), the three frames exactly as the ingest's clients get them (websocket
+//! header included), and the certificate's `all_domains` (each a 16-bit length and its
+//! bytes) for the edges' filters. Flag 1 is the ingest's dedup verdict
+//! ([`Frames::duplicate`]), so `dedup=1` means the same on every node. An edge slices the
+//! frames out of the received payload ([`decode`]: no copy, no JSON work) and hands them to
+//! its hub with their cursor ([`Hub::publish_stamped`]), so every edge serves the same bytes
+//! with the same cursors as the ingest.
 //!
 //! # Ingest: publishing
 //! The hub's tap ([`Hub::set_tap`]) hands each stamped certificate, in cursor order, to a
@@ -50,8 +53,12 @@ pub const REPLAY_MAX: usize = 100_000;
 /// Silence after which an edge's consumer that is behind the stream is recreated.
 const STALL: Duration = Duration::from_secs(2);
 /// Header of an upstream message.
-const HEADER: usize = 33;
-const VERSION: u8 = 1;
+const HEADER: usize = 38;
+const VERSION: u8 = 2;
+/// Header flag: the certificate is a dedup duplicate ([`Frames::duplicate`]).
+const FLAG_DUPLICATE: u8 = 1;
+/// Longest name carried for the edges' filters.
+const NAME_MAX: usize = 1024;
 
 /// What this node is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -206,16 +213,25 @@ impl Status {
 
 /// Encodes one certificate's upstream message.
 pub fn encode(f: &Frames) -> Bytes {
-    let mut out = BytesMut::with_capacity(HEADER + f.len());
+    let names: usize = f.names.iter().map(|n| 2 + n.len().min(NAME_MAX)).sum();
+    let mut out = BytesMut::with_capacity(HEADER + f.len() + names);
     out.put_u8(VERSION);
+    out.put_u8(if f.duplicate { FLAG_DUPLICATE } else { 0 });
     out.put_u64_le(f.cursor);
     out.put_u32_le(f.log);
     out.put_u64_le(f.index);
     for b in [&f.lite, &f.full, &f.domains] {
         out.put_u32_le(b.len() as u32);
     }
+    out.put_u32_le(names as u32);
     for b in [&f.lite, &f.full, &f.domains] {
         out.extend_from_slice(b);
+    }
+    for n in f.names.iter() {
+        // A name is at most 253 bytes in DNS; one longer than NAME_MAX is cut, not refused.
+        let n = &n.as_bytes()[..n.len().min(NAME_MAX)];
+        out.put_u16_le(n.len() as u16);
+        out.extend_from_slice(n);
     }
     out.freeze()
 }
@@ -223,10 +239,10 @@ pub fn encode(f: &Frames) -> Bytes {
 /// The cursor of an upstream message, from its header alone.
 pub fn cursor_of(payload: &[u8]) -> Result<u64, UpstreamError> {
     if payload.len() < HEADER || payload[0] != VERSION {
-        return Err(UpstreamError::Malformed("no version 1 header"));
+        return Err(UpstreamError::Malformed("no version 2 header"));
     }
     Ok(u64::from_le_bytes(
-        payload[1..9].try_into().unwrap_or_default(),
+        payload[2..10].try_into().unwrap_or_default(),
     ))
 }
 
@@ -234,9 +250,10 @@ pub fn cursor_of(payload: &[u8]) -> Result<u64, UpstreamError> {
 pub fn decode(payload: Bytes) -> Result<Frames, UpstreamError> {
     let cursor = cursor_of(&payload)?;
     let u32_at = |at: usize| u32::from_le_bytes(payload[at..at + 4].try_into().unwrap_or_default());
-    let log = u32_at(9);
-    let index = u64::from_le_bytes(payload[13..21].try_into().unwrap_or_default());
-    let lens = [u32_at(21), u32_at(25), u32_at(29)].map(|n| n as usize);
+    let duplicate = payload[1] & FLAG_DUPLICATE != 0;
+    let log = u32_at(10);
+    let index = u64::from_le_bytes(payload[14..22].try_into().unwrap_or_default());
+    let lens = [u32_at(22), u32_at(26), u32_at(30), u32_at(34)].map(|n| n as usize);
     if HEADER + lens.iter().sum::<usize>() != payload.len() {
         return Err(UpstreamError::Malformed("lengths do not add up"));
     }
@@ -253,6 +270,20 @@ pub fn decode(payload: Bytes) -> Result<Frames, UpstreamError> {
     {
         return Err(UpstreamError::Malformed("not a text frame"));
     }
+    let mut names = Vec::new();
+    let mut rest = &part(lens[3])[..];
+    while !rest.is_empty() {
+        let n = match rest {
+            [a, b, tail @ ..] if tail.len() >= u16::from_le_bytes([*a, *b]) as usize => {
+                u16::from_le_bytes([*a, *b]) as usize
+            }
+            _ => return Err(UpstreamError::Malformed("names do not add up")),
+        };
+        let name = std::str::from_utf8(&rest[2..2 + n])
+            .map_err(|_| UpstreamError::Malformed("a name is not UTF-8"))?;
+        names.push(Box::from(name));
+        rest = &rest[2 + n..];
+    }
     Ok(Frames {
         cursor,
         log,
@@ -260,6 +291,8 @@ pub fn decode(payload: Bytes) -> Result<Frames, UpstreamError> {
         lite,
         full,
         domains,
+        names: names.into(),
+        duplicate,
     })
 }
 
@@ -485,12 +518,11 @@ async fn publish_loop(
     }
 }
 
-/// A client's request for cursors `from..=to` of one stream kind.
+/// A client's request for cursors `from..=to`.
 #[derive(Debug)]
 struct ReplayRequest {
     from: u64,
     to: u64,
-    kind: usize,
     reply: oneshot::Sender<Replayed>,
 }
 
@@ -499,8 +531,8 @@ struct ReplayRequest {
 pub struct Replayed {
     /// Cursors after `since` that JetStream no longer has either: `(from, to)`.
     pub gap: Option<(u64, u64)>,
-    /// The frames, in cursor order.
-    pub frames: Vec<Bytes>,
+    /// The certificates, in cursor order.
+    pub frames: Vec<Frames>,
     /// The last cursor sent (0 for none).
     pub last: u64,
 }
@@ -645,7 +677,7 @@ async fn replay_loop(
     status: Arc<Status>,
 ) {
     while let Some(req) = rx.recv().await {
-        let r = match replay(&js, &name, req.from, req.to, req.kind).await {
+        let r = match replay(&js, &name, req.from, req.to).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(error = %e, from = req.from, to = req.to, "replay from JetStream failed");
@@ -661,13 +693,12 @@ async fn replay_loop(
     }
 }
 
-/// Cursors `from..=to` of stream kind `kind` from JetStream.
+/// Cursors `from..=to` from JetStream.
 async fn replay(
     js: &jetstream::Context,
     name: &str,
     from: u64,
     to: u64,
-    kind: usize,
 ) -> Result<Replayed, UpstreamError> {
     let stream = js.get_stream(name).await.map_err(nats)?;
     let state = &stream.cached_info().state;
@@ -715,7 +746,7 @@ async fn replay(
             out.gap = Some((from, f.cursor - 1));
         }
         out.last = f.cursor;
-        out.frames.push(f.variant(kind).clone());
+        out.frames.push(f);
     }
     if out.frames.is_empty() && out.gap.is_none() {
         out.gap = Some((from, to));
@@ -724,13 +755,14 @@ async fn replay(
 }
 
 /// Where a resuming client starts, and what it is sent first: when `start` has a gap and
-/// this is an edge, the gap's certificates from JetStream, then the core's log after the
-/// last of them (`gap_message` makes the notice of what neither has).
+/// this is an edge, the gap's certificates from JetStream that `pick` keeps (the client's
+/// stream variant, when its filter wants it), then the core's log after the last of them
+/// (`gap_message` makes the notice of what neither has).
 pub async fn fill_gap(
     status: &Status,
     log: &RefCell<StreamLog>,
     start: Resume,
-    kind: usize,
+    pick: impl Fn(&Frames) -> Option<Bytes>,
     gap_message: fn(u64, u64) -> Bytes,
 ) -> (Resume, Vec<Bytes>) {
     // An edge's core may not hold anything yet (just started, the stream still on its way
@@ -751,12 +783,7 @@ pub async fn fill_gap(
     };
     tracing::info!(from, to, "resuming a client from JetStream");
     let (reply, answer) = oneshot::channel();
-    let asked = tx.try_send(ReplayRequest {
-        from,
-        to,
-        kind,
-        reply,
-    });
+    let asked = tx.try_send(ReplayRequest { from, to, reply });
     // Polled, not awaited: a serving core's (monoio) waker must not be woken from the
     // ingest thread. A replay is rare and takes milliseconds at least.
     let mut answer = answer;
@@ -779,7 +806,7 @@ pub async fn fill_gap(
     if let Some((f, t)) = replayed.gap.filter(|&(_, t)| t != u64::MAX) {
         first.push(gap_message(f, t));
     }
-    first.extend(replayed.frames);
+    first.extend(replayed.frames.iter().filter_map(pick));
     let since = match replayed.last {
         0 if to == u64::MAX => from - 1,
         0 => to,
@@ -942,14 +969,21 @@ mod tests {
         for (i, b) in d.bodies().into_iter().enumerate() {
             b.extend(format!("\"data\":{}}}", "x".repeat(i * 100)).as_bytes());
         }
-        d.stamp(cursor)
+        d.names = vec![
+            Box::from("example.com"),
+            Box::from("*.xn--bcher-kva.example"),
+        ]
+        .into();
+        let mut f = d.stamp(cursor);
+        f.duplicate = true;
+        f
     }
 
     #[test]
     fn a_message_carries_the_frames_byte_for_byte() {
         let f = frames(123_456);
         let m = encode(&f);
-        assert_eq!(m.len(), HEADER + f.len());
+        assert_eq!(m.len(), HEADER + f.len() + 2 + 11 + 2 + 23);
         assert_eq!(cursor_of(&m).unwrap(), 123_456);
         let g = decode(m.clone()).unwrap();
         assert_eq!((g.cursor, g.log, g.index), (123_456, 3, 77));
@@ -957,8 +991,17 @@ mod tests {
             (&g.lite, &g.full, &g.domains),
             (&f.lite, &f.full, &f.domains)
         );
+        // The edges filter and dedup as the ingest would.
+        assert_eq!(g.names, f.names);
+        assert!(g.duplicate);
+        let mut plain = frames(1);
+        plain.duplicate = false;
+        plain.names = Vec::new().into();
+        let p = decode(encode(&plain)).unwrap();
+        assert!(!p.duplicate && p.names.is_empty());
         // Sliced out of the message, not copied.
-        assert_eq!(g.domains.as_ptr(), m[m.len() - f.domains.len()..].as_ptr());
+        let at = HEADER + f.lite.len() + f.full.len();
+        assert_eq!(g.domains.as_ptr(), m[at..].as_ptr());
     }
 
     #[test]
@@ -967,13 +1010,17 @@ mod tests {
         assert!(decode(Bytes::new()).is_err());
         assert!(decode(m.slice(..m.len() - 1)).is_err());
         let mut v = m.to_vec();
-        v[0] = 2;
+        v[0] = 1; // the version before names
         assert!(decode(Bytes::from(v)).is_err());
         let mut v = m.to_vec();
         v[HEADER] = 0x82; // a binary frame
         assert!(decode(Bytes::from(v)).is_err());
         let mut v = m.to_vec();
-        v[21] = 0xff; // lengths beyond the message
+        v[23] = 0xff; // lengths beyond the message
+        assert!(decode(Bytes::from(v)).is_err());
+        let mut v = m.to_vec();
+        let last_name = v.len() - 23 - 2;
+        v[last_name] = 200; // a name longer than what is left
         assert!(decode(Bytes::from(v)).is_err());
     }
 

@@ -102,6 +102,7 @@ mod tests {
             ),
             full: frame::frame(frame::OP_TEXT, b"{\"full\":1}"),
             domains: frame::frame(frame::OP_TEXT, b"{\"d\":[]}"),
+            ..Frames::default()
         }
     }
 

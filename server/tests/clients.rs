@@ -230,3 +230,132 @@ fn chromium_shows_live_certificates_on_the_index_page() {
     eprintln!("screenshot of the index page: {}", path.display());
     server.shutdown().unwrap();
 }
+
+/// Starts headless Chromium on `url` and opens a DevTools session on that page.
+fn chromium_on(chromium: &std::ffi::OsStr, url: &str) -> (Reap, tempfile::TempDir, Cdp) {
+    let profile = tempfile::tempdir().unwrap();
+    let browser = Reap(
+        Command::new(chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-dev-shm-usage",
+                "--remote-debugging-port=0",
+                "--window-size=1280,900",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(url)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let port_file = profile.path().join("DevToolsActivePort");
+    wait_until("Chromium's DevTools port", || {
+        std::fs::read_to_string(&port_file).is_ok_and(|s| s.lines().count() >= 2)
+    });
+    let port: u16 = std::fs::read_to_string(&port_file)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let devtools = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut page_ws = None;
+    wait_until("the page target", || {
+        let targets: Value = get_json(devtools, "/json/list");
+        page_ws = targets
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["type"] == "page" && t["url"].as_str().unwrap_or("").starts_with(url))
+            .and_then(|t| t["webSocketDebuggerUrl"].as_str().map(str::to_owned));
+        page_ws.is_some()
+    });
+    let stream = TcpStream::connect(devtools).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let (ws, _) = tungstenite::client(page_ws.unwrap(), stream).unwrap();
+    (browser, profile, Cdp { ws, next_id: 0 })
+}
+
+/// A person types a filter on the index page and watches only matching certificates arrive:
+/// the page reconnects its websocket with `match=`, and the server sends only those.
+#[test]
+fn chromium_filters_the_live_feed_on_the_index_page() {
+    let Some(chromium) = std::env::var_os("CERTSTREAM_CHROMIUM") else {
+        eprintln!(
+            "skipping: CERTSTREAM_CHROMIUM is not set (./test.sh installs Debian's chromium)"
+        );
+        return;
+    };
+    let server = start(40.0, serve_config());
+    let (_browser, _profile, mut cdp) = chromium_on(&chromium, &format!("http://{}/", server.addr));
+    wait_until("unfiltered certificates in the feed", || {
+        cdp.eval("document.querySelectorAll('#feed tr.cert').length")
+            .as_u64()
+            .unwrap_or(0)
+            >= 3
+    });
+    // The simulator names its hosts `<word>-<n>.<tld>`: ask for one word, as a person would.
+    cdp.eval(
+        "document.getElementById('f-match').value = '^kestrel-';\
+         document.getElementById('f-domain').value = '';\
+         document.querySelector('#filter button').click(); true",
+    );
+    wait_until("matching certificates in the filtered feed", || {
+        cdp.eval("document.querySelectorAll('#feed tr.cert').length")
+            .as_u64()
+            .unwrap_or(0)
+            >= 3
+    });
+    let rows = cdp.eval(
+        "Array.from(document.querySelectorAll('#feed tr.cert td.domain')).map(td => td.textContent)",
+    );
+    for r in rows.as_array().unwrap() {
+        assert!(
+            r.as_str().unwrap().contains("kestrel-"),
+            "only matches: {rows}"
+        );
+    }
+    let status = cdp.eval("document.getElementById('status').textContent");
+    assert!(
+        status.as_str().unwrap().contains("match=%5Ekestrel-"),
+        "{status}"
+    );
+    assert_eq!(
+        cdp.eval("location.search").as_str(),
+        Some("?match=%5Ekestrel-")
+    );
+    let stats = get_json(server.addr, "/stats");
+    assert_eq!(
+        stats["filters"]["clients"], 1,
+        "the page's filtered websocket"
+    );
+    let shot = cdp.call("Page.captureScreenshot", json!({"format": "png"}));
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(shot["data"].as_str().unwrap())
+        .unwrap();
+    let path = target_dir().join("index-page-filtered.png");
+    std::fs::write(&path, png).unwrap();
+    eprintln!("screenshot of the filtered index page: {}", path.display());
+    // A filter the server refuses is said so on the page.
+    cdp.eval(
+        "document.getElementById('f-match').value = 'a(';\
+         document.querySelector('#filter button').click(); true",
+    );
+    wait_until("the refusal on the page", || {
+        cdp.eval("document.getElementById('status').textContent")
+            .as_str()
+            .is_some_and(|s| s.contains("refused"))
+    });
+    server.shutdown().unwrap();
+}

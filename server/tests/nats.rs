@@ -275,6 +275,27 @@ fn entry(m: &str) -> (String, u64) {
     )
 }
 
+/// A filter (`^(alpha|cobalt)-`, percent-encoded) that keeps about a sixth of the simulated
+/// certificates, and the messages of `msgs` it keeps, decided here from `all_domains`.
+const FILTER: &str = "match=%5E(alpha%7Ccobalt)-";
+
+fn filtered(msgs: &[String]) -> Vec<String> {
+    let wanted = |d: &Value| {
+        let d = d.as_str().unwrap();
+        d.starts_with("alpha-") || d.starts_with("cobalt-")
+    };
+    msgs.iter()
+        .filter(|m| {
+            json(m)["data"]["leaf_cert"]["all_domains"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(wanted)
+        })
+        .cloned()
+        .collect()
+}
+
 fn stats(port: u16) -> Value {
     get_json(format!("127.0.0.1:{port}").parse().unwrap(), "/stats")
 }
@@ -410,6 +431,11 @@ fn edges_serve_the_ingests_stream_through_edge_nats_and_ingest_restarts() {
         Client::connect(pi, "/domains-only"),
         Client::connect(pa, "/domains-only"),
     );
+    // Filtered clients: an edge filters as the ingest does (the names travel with the frames).
+    let (fi, fa) = (
+        Client::connect(pi, &format!("/full-stream?{FILTER}")),
+        Client::connect(pa, &format!("/full-stream?{FILTER}")),
+    );
     logs.grow(true);
     std::thread::sleep(Duration::from_secs(2));
     logs.grow(false);
@@ -425,6 +451,11 @@ fn edges_serve_the_ingests_stream_through_edge_nats_and_ingest_restarts() {
     let cursors: Vec<u64> = reference.iter().map(|m| cursor(m)).collect();
     assert!(cursors.windows(2).all(|w| w[1] == w[0] + 1), "consecutive");
     drop((li, lb, di, da));
+    let want = filtered(&reference);
+    assert!(!want.is_empty() && want.len() < reference.len());
+    all_have(&[&fi, &fa], want.len());
+    assert_eq!(fi.messages(), want, "the ingest's filtered client");
+    assert_eq!(fa.messages(), want, "edge A's filtered client");
 
     // 2. SIGKILL edge A while streaming; its client resumes on the new edge A with `since`:
     // the certificates it missed are older than the new edge's stream log (it reads back
@@ -433,11 +464,15 @@ fn edges_serve_the_ingests_stream_through_edge_nats_and_ingest_restarts() {
     std::thread::sleep(Duration::from_millis(700));
     edge_a.signal(libc::SIGKILL);
     let before = ca.ended();
+    let before_f = fa.ended();
     std::thread::sleep(Duration::from_secs(1));
     edge_a = node(pa, &edge_args(&urls, 5), &edge_a_log);
     caught_up(pa);
     let since = cursor(before.last().unwrap());
     let ca2 = Client::connect(pa, &format!("/full-stream?since={since}"));
+    // The filtered client resumes too: JetStream's certificates are filtered as well.
+    let since_f = cursor(before_f.last().unwrap());
+    let fa2 = Client::connect(pa, &format!("/full-stream?since={since_f}&{FILTER}"));
     std::thread::sleep(Duration::from_millis(500));
     logs.grow(false);
     let n = logs.total();
@@ -450,8 +485,19 @@ fn edges_serve_the_ingests_stream_through_edge_nats_and_ingest_restarts() {
     resumed.extend(ca2.messages());
     assert_eq!(resumed, reference, "edge A's client across its SIGKILL");
     assert_eq!(cb.messages(), reference, "edge B, unaffected");
+    let want = filtered(&reference);
+    all_have(&[&fi], want.len());
+    all_have(&[&fa2], want.len() - before_f.len());
+    let mut resumed_f = before_f;
+    resumed_f.extend(fa2.messages());
+    assert_eq!(fi.messages(), want, "the ingest's filtered client");
+    assert_eq!(
+        resumed_f, want,
+        "edge A's filtered client across its SIGKILL"
+    );
+    drop((fi, fa2));
     let a = stats(pa)["upstream"].clone();
-    assert_eq!(a["replays"], 1, "{a}");
+    assert_eq!(a["replays"], 2, "{a}");
     assert!(a["replayed"].as_u64().unwrap() > 5, "{a}");
 
     // 3. NATS down for 10 s: the ingest's clients get everything meanwhile; then the edges

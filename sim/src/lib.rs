@@ -193,6 +193,14 @@ pub enum Source {
         dir: PathBuf,
         issuers: Option<PathBuf>,
     },
+    /// One certificate per item, for the names it lists (comma-separated: wildcards,
+    /// upper case and `xn--` names as given), chained to one made-up CA; with `precerts`,
+    /// each as a precertificate entry followed by its final certificate (the same
+    /// issuance), so filters have names to find and dedup has pairs to fold.
+    Names { names: Vec<String>, precerts: bool },
+    /// Ready-made `(leaf_input, extra_data)` base64 pairs ([`generate_names`]): several logs
+    /// given the same ones carry the very same certificates.
+    Entries(Arc<Vec<(String, String)>>),
 }
 
 /// One simulated log.
@@ -431,6 +439,8 @@ pub fn load_source(source: &Source) -> Result<Vec<(String, String)>, Error> {
             let (leaves, issuers) = load_tiles(dir, issuers.as_deref())?;
             Ok(to_rfc6962(&leaves, &issuers))
         }
+        Source::Names { names, precerts } => generate_names(names, *precerts),
+        Source::Entries(e) => Ok(e.as_ref().clone()),
     }
 }
 
@@ -649,6 +659,105 @@ pub fn generate(n: usize) -> Result<Vec<(String, String)>, Error> {
             ))
         })
         .collect()
+}
+
+/// `oid 1.3.6.1.4.1.11129.2.4.3`, the CT poison extension (critical, NULL).
+const POISON_OID: &[u64] = &[1, 3, 6, 1, 4, 1, 11129, 2, 4, 3];
+/// `oid 1.3.6.1.4.1.11129.2.4.2`, the embedded SCT list extension.
+const SCT_LIST_OID: &[u64] = &[1, 3, 6, 1, 4, 1, 11129, 2, 4, 2];
+
+/// An embedded SCT list with one (unsigned, made-up) SCT: an OCTET STRING around the
+/// RFC 6962 `SignedCertificateTimestampList`.
+fn sct_list(ts: u64) -> Vec<u8> {
+    let mut sct = vec![0u8]; // v1
+    sct.extend_from_slice(&[0x5a; 32]); // log id
+    sct.extend_from_slice(&ts.to_be_bytes());
+    sct.extend_from_slice(&[0, 0]); // no extensions
+    sct.extend_from_slice(&[4, 3, 0, 2, 0x30, 0x00]); // sha256/ecdsa, a 2-byte signature
+    let mut list = ((sct.len() + 2) as u16).to_be_bytes().to_vec();
+    list.extend_from_slice(&(sct.len() as u16).to_be_bytes());
+    list.extend_from_slice(&sct);
+    let mut out = vec![0x04, list.len() as u8];
+    out.extend_from_slice(&list);
+    out
+}
+
+fn put_vec24(out: &mut Vec<u8>, data: &[u8]) {
+    out.extend_from_slice(&(data.len() as u32).to_be_bytes()[1..]);
+    out.extend_from_slice(data);
+}
+
+/// Makes one entry per item of `names` (each a comma-separated list of the certificate's
+/// names); with `precerts`, a precertificate entry and then its final certificate (same
+/// serial, key, validity and names; the poison in one, an SCT list in the other).
+pub fn generate_names(names: &[String], precerts: bool) -> Result<Vec<(String, String)>, Error> {
+    let ca_key = rcgen::KeyPair::generate().map_err(rcgen_err)?;
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(rcgen_err)?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "certstream simulator names CA");
+    let ca = ca_params.self_signed(&ca_key).map_err(rcgen_err)?;
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().map_err(rcgen_err)?;
+    let b64 = &base64::engine::general_purpose::STANDARD;
+    let extra = b64.encode(leaf::encode_x509_extra([ca.der().as_ref()]));
+    let issuer_key_hash = sha256(ca.der());
+    let ts = now_ms();
+    let mut out = Vec::new();
+    for (i, item) in names.iter().enumerate() {
+        let sans: Vec<String> = item
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(String::from)
+            .collect();
+        if sans.is_empty() {
+            continue;
+        }
+        let cert = |ext: Option<rcgen::CustomExtension>| -> Result<Vec<u8>, Error> {
+            let mut p = rcgen::CertificateParams::new(sans.clone()).map_err(rcgen_err)?;
+            p.distinguished_name
+                .push(rcgen::DnType::CommonName, sans[0].as_str());
+            let serial = (i as u64 + 1).to_be_bytes();
+            p.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
+            p.not_before = rcgen::date_time_ymd(2026, 1, 1);
+            p.not_after = rcgen::date_time_ymd(2026, 4, 1);
+            p.custom_extensions = ext.into_iter().collect();
+            Ok(p.signed_by(&leaf_key, &issuer)
+                .map_err(rcgen_err)?
+                .der()
+                .to_vec())
+        };
+        let at = ts + i as u64;
+        if precerts {
+            let mut poison = rcgen::CustomExtension::from_oid_content(POISON_OID, vec![0x05, 0]);
+            poison.set_criticality(true);
+            let pre = cert(Some(poison))?;
+            // leaf_input: a precert_entry (its TBS stands in for the poison-free one:
+            // certstream shows the pre_certificate from extra_data).
+            let mut leaf_input = vec![0, 0];
+            leaf_input.extend_from_slice(&at.to_be_bytes());
+            leaf_input.extend_from_slice(&1u16.to_be_bytes());
+            leaf_input.extend_from_slice(&issuer_key_hash);
+            put_vec24(&mut leaf_input, &pre);
+            leaf_input.extend_from_slice(&0u16.to_be_bytes());
+            let mut pre_extra = Vec::new();
+            put_vec24(&mut pre_extra, &pre);
+            pre_extra.extend_from_slice(&leaf::encode_x509_extra([ca.der().as_ref()]));
+            out.push((b64.encode(leaf_input), b64.encode(pre_extra)));
+            let scts = rcgen::CustomExtension::from_oid_content(SCT_LIST_OID, sct_list(at));
+            let fin = cert(Some(scts))?;
+            out.push((b64.encode(leaf::encode_x509_leaf(at, &fin)), extra.clone()));
+        } else {
+            let c = cert(None)?;
+            out.push((b64.encode(leaf::encode_x509_leaf(at, &c)), extra.clone()));
+        }
+    }
+    if out.is_empty() {
+        return Err(not_found("names", "no names to make certificates for"));
+    }
+    Ok(out)
 }
 
 fn now_ms() -> u64 {
@@ -1443,5 +1552,30 @@ mod tests {
             let cn = cert.subject().iter_common_name().next().unwrap();
             assert!(cn.as_str().unwrap().contains('-'));
         }
+    }
+
+    #[test]
+    fn named_certificates_carry_their_names_and_pair_precerts_with_certificates() {
+        let names = vec![
+            "a.example,*.a.example".to_string(),
+            "xn--bcher-kva.example".into(),
+        ];
+        let entries = generate_names(&names, true).unwrap();
+        assert_eq!(entries.len(), 4);
+        let decoded: Vec<_> = entries
+            .iter()
+            .map(|(l, x)| leaf::decode_b64(l.as_bytes(), x.as_bytes()).unwrap())
+            .collect();
+        assert_eq!(decoded[0].kind, leaf::EntryKind::Precert);
+        assert_eq!(decoded[1].kind, leaf::EntryKind::X509);
+        let key = |i: usize| certstream_engine::issuance::issuance_key(&decoded[i].leaf);
+        assert_eq!(key(0), key(1));
+        assert_eq!(key(2), key(3));
+        assert_ne!(key(0), key(2));
+        let fields = certstream_engine::x509::parse_cert(&decoded[1].leaf).unwrap();
+        assert_eq!(fields.all_domains, ["a.example", "*.a.example"]);
+        let fields = certstream_engine::x509::parse_cert(&decoded[2].leaf).unwrap();
+        assert_eq!(fields.all_domains, ["xn--bcher-kva.example"]);
+        assert_eq!(generate_names(&names, false).unwrap().len(), 2);
     }
 }

@@ -58,6 +58,14 @@ struct SimCli {
     /// Folder of get-entries bodies or DER certificates to replay (default: generated).
     #[arg(long)]
     source: Option<PathBuf>,
+    /// A file of names to make certificates for: one certificate per line, its names
+    /// comma-separated (wildcards and `xn--` names as given); instead of --source.
+    #[arg(long, conflicts_with = "source")]
+    names: Option<PathBuf>,
+    /// With --names: each certificate as a precertificate entry and then its final
+    /// certificate (the same issuance twice).
+    #[arg(long, requires = "names")]
+    precerts: bool,
     /// Entries at start.
     #[arg(long, default_value_t = 1000)]
     initial_size: u64,
@@ -93,9 +101,22 @@ fn main() -> anyhow::Result<()> {
         .iter()
         .map(|f| Faults::parse(f).map_err(anyhow::Error::msg))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let source = match &a.source {
-        Some(p) => Source::Dir(p.clone()),
-        None => Source::Generated(256),
+    let source = match (&a.source, &a.names) {
+        (Some(p), _) => Source::Dir(p.clone()),
+        (None, Some(file)) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            Source::Names {
+                names: text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(String::from)
+                    .collect(),
+                precerts: a.precerts,
+            }
+        }
+        (None, None) => Source::Generated(256),
     };
     let cfg = SimConfig {
         addr: a.addr,

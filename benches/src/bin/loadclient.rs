@@ -19,6 +19,9 @@
 //! a stream picked at random from `--paths`), reading for a random stay, leaving (half with a
 //! close frame, half by dropping the connection), pausing, and connecting again: the memory
 //! soak's load. Prints a progress line per second and one JSON summary.
+//!
+//! `--queries FILE`: client `i` connects to `--path` with the query on line `i` of FILE
+//! (cycling), e.g. a different `domain=` filter per client (`perf/filters.sh`).
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -65,6 +68,9 @@ struct Args {
     /// Offer permessage-deflate (see the module docs).
     #[arg(long)]
     deflate: bool,
+    /// A file of query strings, one per line: client `i` adds line `i` (cycling) to --path.
+    #[arg(long)]
+    queries: Option<std::path::PathBuf>,
     /// Churn mode (see the module docs).
     #[arg(long)]
     churn: bool,
@@ -115,6 +121,17 @@ fn seen_of(payload: &[u8]) -> Option<f64> {
     std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
 }
 
+/// The lines of `--queries`, loaded once.
+static QUERIES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+/// The path client `id` connects to: `--path`, plus its line of `--queries`.
+fn client_path(args: &Args, id: usize) -> String {
+    match QUERIES.get().filter(|q| !q.is_empty()) {
+        Some(q) => format!("{}?{}", args.path, q[id % q.len()]),
+        None => args.path.clone(),
+    }
+}
+
 async fn client(
     id: usize,
     args: Arc<Args>,
@@ -127,7 +144,8 @@ async fn client(
     } else {
         ""
     };
-    let (mut s, mut buf) = certstream_benches::ws::handshake_with(&args.addr, &args.path, offer)
+    let path = client_path(&args, id);
+    let (mut s, mut buf) = certstream_benches::ws::handshake_with(&args.addr, &path, offer)
         .await
         .map_err(|e| anyhow::anyhow!("handshake: {e:#}"))?;
     totals.connected.fetch_add(1, Relaxed);
@@ -266,6 +284,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 fn main() -> anyhow::Result<()> {
     let args = Arc::new(Args::parse());
+    if let Some(file) = &args.queries {
+        let text = std::fs::read_to_string(file).with_context(|| format!("{}", file.display()))?;
+        let lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+        let _ = QUERIES.set(lines.map(String::from).collect());
+    }
     let rt = if args.threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -14,7 +14,11 @@
 //! message is still written once, straight into its frame, and the cursor costs no copy of
 //! the message.
 
+use std::sync::Arc;
+
 use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::encode::issuance::IssuanceKey;
 
 /// The longest server frame header: FIN/opcode, 127, 64-bit length (server frames are unmasked).
 pub const MAX_HEADER: usize = 10;
@@ -156,7 +160,7 @@ pub fn payload(frame: &[u8]) -> &[u8] {
 }
 
 /// One certificate, encoded once for each stream.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Frames {
     /// The certificate's place in the stream: consecutive in publish order, starting at 1;
     /// 0 for frames that were never published ([`Draft::unstamped`]: `decode`).
@@ -171,6 +175,12 @@ pub struct Frames {
     pub full: Bytes,
     /// `/domains-only`: `dns_entries`.
     pub domains: Bytes,
+    /// The certificate's `all_domains`, written once by the encoder, for the server's
+    /// filters (so they never parse the JSON).
+    pub names: Arc<[Box<str>]>,
+    /// Whether the same issuance was published before within the dedup window (another log,
+    /// or the precertificate of this certificate): decided once, at publish.
+    pub duplicate: bool,
 }
 
 impl Frames {
@@ -203,6 +213,10 @@ pub struct Draft {
     pub log: u32,
     /// The entry's index in its log.
     pub index: u64,
+    /// The certificate's `all_domains` (see [`Frames::names`]).
+    pub names: Arc<[Box<str>]>,
+    /// The certificate's issuance key, for dedup ([`crate::encode::issuance`]).
+    pub issuance: Option<IssuanceKey>,
     lite: FrameBuf,
     full: FrameBuf,
     domains: FrameBuf,
@@ -214,6 +228,8 @@ impl Draft {
         Draft {
             log,
             index,
+            names: Arc::from(Vec::new()),
+            issuance: None,
             lite: FrameBuf::with_room(PREFIX_ROOM, hints[0]),
             full: FrameBuf::with_room(PREFIX_ROOM, hints[1]),
             domains: FrameBuf::with_room(PREFIX_ROOM, hints[2]),
@@ -263,6 +279,8 @@ impl Draft {
             lite: self.lite.finish_after(OP_TEXT, &update[..un]),
             full: self.full.finish_after(OP_TEXT, &update[..un]),
             domains: self.domains.finish_after(OP_TEXT, &dns[..dn]),
+            names: self.names,
+            duplicate: false,
         }
     }
 }

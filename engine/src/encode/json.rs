@@ -222,6 +222,12 @@ impl Encoder {
         domains.extend(b"\"data\":");
         domains.extend(&domains_json);
         domains.push(b'}');
+        draft.names = fields
+            .all_domains
+            .iter()
+            .map(|d| Box::<str>::from(d.as_str()))
+            .collect();
+        draft.issuance = crate::encode::issuance::issuance_key(&entry.leaf);
 
         Encoded {
             draft,
