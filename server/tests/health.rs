@@ -7,10 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use certstream_engine::http::ClientConfig;
-use certstream_engine::ingest::IngestConfig;
-use certstream_engine::watcher::{StartAt, WatcherConfig};
-use certstream_server::{listen, Config, Server};
+use certstream_server::Server;
 use certstream_sim::{self as sim, LogConfig, LogKind, SimConfig, Source};
 use common::*;
 use serde_json::Value;
@@ -29,32 +26,18 @@ fn log(name: &str, kind: LogKind, initial_size: u64, rate: f64) -> LogConfig {
 }
 
 fn serve(log_list: &str, positions: Option<std::path::PathBuf>) -> Server {
-    let cfg = Config {
-        ingest: IngestConfig {
-            log_list: log_list.to_owned(),
-            client: ClientConfig {
-                timeout: Duration::from_secs(5),
-                ..ClientConfig::default()
-            },
-            watcher: WatcherConfig {
-                poll_interval: Duration::from_millis(100),
-                start: StartAt::Index(0),
-                operator_rate: 0.0,
-                ..WatcherConfig::default()
-            },
-            ..IngestConfig::default()
-        },
-        positions_file: positions,
-        demo: None,
-        serve: certstream_server::shared::CoreConfig {
+    let mut cfg = config(
+        0.0,
+        certstream_server::shared::CoreConfig {
             // Short, so that the test does not wait minutes for the flip.
             health_window: Duration::from_secs(1),
             ..serve_config()
         },
-        nats: Default::default(),
-    };
-    let listener = listen::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    certstream_server::start(cfg, listener).unwrap()
+    );
+    cfg.ingest.log_list = log_list.to_owned();
+    cfg.positions_file = positions;
+    cfg.demo = None;
+    start_config(cfg)
 }
 
 fn health(addr: std::net::SocketAddr) -> (u16, String) {

@@ -6,10 +6,6 @@ mod common;
 
 use std::time::Duration;
 
-use certstream_engine::http::ClientConfig;
-use certstream_engine::ingest::IngestConfig;
-use certstream_engine::watcher::{StartAt, WatcherConfig};
-use certstream_server::{listen, Config};
 use certstream_sim::{self as sim, LogConfig, SimConfig, Source};
 use common::*;
 use serde_json::{json, Value};
@@ -86,29 +82,11 @@ fn a_log_in_both_lists_is_watched_once_and_each_lists_states_are_honoured() {
     std::fs::write(&p1, first.to_string()).unwrap();
     std::fs::write(&p2, second.to_string()).unwrap();
 
-    let cfg = Config {
-        ingest: IngestConfig {
-            log_list: p1.display().to_string(),
-            more_log_lists: vec![p2.display().to_string()],
-            client: ClientConfig {
-                timeout: Duration::from_secs(5),
-                ..ClientConfig::default()
-            },
-            watcher: WatcherConfig {
-                poll_interval: Duration::from_millis(100),
-                start: StartAt::Index(0),
-                operator_rate: 0.0,
-                ..WatcherConfig::default()
-            },
-            ..IngestConfig::default()
-        },
-        positions_file: None,
-        demo: None,
-        serve: serve_config(),
-        nats: Default::default(),
-    };
-    let listener = listen::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let server = certstream_server::start(cfg, listener).unwrap();
+    let mut cfg = config(0.0, serve_config());
+    cfg.ingest.log_list = p1.display().to_string();
+    cfg.ingest.more_log_lists = vec![p2.display().to_string()];
+    cfg.demo = None;
+    let server = start_config(cfg);
     let engine = server.shared.engine.clone();
     // Every entry of the three watched logs, each once.
     wait_until("a, b and d read to their end", || {
