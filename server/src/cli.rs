@@ -227,6 +227,10 @@ pub struct NatsArgs {
     /// Certificates an edge reads back from the stream when it starts.
     #[arg(long, default_value_t = 10_000)]
     pub nats_backfill: u64,
+    /// Ingest: publishes in flight at most (awaiting JetStream's acknowledgement; each is
+    /// stored only after the one before it).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub nats_inflight: u64,
 }
 
 impl NatsArgs {
@@ -244,6 +248,7 @@ impl NatsArgs {
             replicas: self.nats_replicas.max(1),
             backlog: self.nats_backlog.max(1),
             backfill: self.nats_backfill,
+            inflight: self.nats_inflight as usize,
         }
     }
 }

@@ -738,3 +738,83 @@ fn an_ingest_without_positions_continues_the_streams_cursors() {
         "refetched: {up}"
     );
 }
+
+#[test]
+fn bursts_published_while_nats_and_the_ingest_restart_reach_the_edge_in_order() {
+    let Some(bin) = nats_server() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let dir_path = dir.path().to_owned();
+    if std::env::var_os("CERTSTREAM_KEEP_LOGS").is_some() {
+        eprintln!("logs in {}", dir.path().display());
+        std::mem::forget(dir);
+    }
+    let dir = DirRef(dir_path);
+    let logs = Logs::start();
+    let mut nats = Nats::new(&bin, dir.path(), Vec::new());
+    let urls = vec![nats.url()];
+    let positions = dir.path().join("positions.json");
+    let (pi, pe) = (free_port(), free_port());
+    let ingest_log = dir.path().join("ingest.log");
+    let mut args = ingest_args(&logs, &positions, &urls);
+    args.extend(strings(&["--nats-inflight", "256"]));
+    let mut ingest = node(pi, &args, &ingest_log);
+    let _edge = node(pe, &edge_args(&urls, 100_000), &dir.path().join("edge.log"));
+    let ci = Client::connect(pi, "/full-stream");
+    let ce = Client::connect(pe, "/full-stream");
+    let burst = |secs: f64| {
+        for l in &logs.sim.logs {
+            l.set_growth(1_000.0, None);
+        }
+        std::thread::sleep(Duration::from_secs_f64(secs));
+    };
+    // Hundreds in flight when NATS is SIGKILLed (publishes and acks lost), down longer
+    // than an ack's timeout (5 s); then the backlog while the logs keep growing.
+    burst(1.5);
+    nats.stop(libc::SIGKILL);
+    burst(6.0);
+    nats.start();
+    burst(1.5);
+    logs.grow(false);
+    let n = logs.total();
+    all_have(&[&ci, &ce], n);
+    let reference = ci.messages();
+    assert_eq!(ce.messages(), reference, "the edge across NATS' SIGKILL");
+    let cursors: Vec<u64> = reference.iter().map(|m| cursor(m)).collect();
+    assert!(cursors.windows(2).all(|w| w[1] == w[0] + 1), "consecutive");
+    let up = stats(pi)["upstream"].clone();
+    eprintln!("ingest after NATS' SIGKILL: {up}");
+    assert_eq!(up["dropped"], 0, "{up}");
+    // Each once: stored, or found stored already when sent again (its ack lost).
+    let once = up["published"].as_u64().unwrap() + up["duplicates"].as_u64().unwrap();
+    assert_eq!(once, n as u64, "{up}");
+    assert!(up["publish_errors"].as_u64() > Some(0), "{up}");
+
+    // SIGKILL the ingest mid-burst: it fetches again what it had not saved, duplicates
+    // (found by message id) mixed with new entries, thousands in flight.
+    burst(1.0);
+    ingest.signal(libc::SIGKILL);
+    let _ingest = node(pi, &args, &ingest_log);
+    burst(1.5);
+    logs.grow(false);
+    let lease = stats(pi)["cursor"]["first"].as_u64().unwrap();
+    let want = logs.entries();
+    wait_until("the edge to have every entry", || ce.len() >= want.len());
+    let msgs = ce.messages();
+    let entries: Vec<_> = msgs.iter().map(|m| entry(m)).collect();
+    let got: std::collections::BTreeSet<_> = entries.iter().cloned().collect();
+    assert_eq!(got.len(), entries.len(), "an entry came twice");
+    assert_eq!(got, want, "every entry");
+    let cursors: Vec<u64> = msgs.iter().map(|m| cursor(m)).collect();
+    assert!(cursors.windows(2).all(|w| w[1] > w[0]), "in cursor order");
+    // Before the SIGKILL's lease the cursors continue one by one; after it, those of the
+    // duplicates are not in the stream.
+    let early: Vec<u64> = cursors.iter().copied().filter(|&c| c < lease).collect();
+    assert!(
+        early.windows(2).all(|w| w[1] == w[0] + 1),
+        "consecutive before the SIGKILL"
+    );
+    let up = stats(pi)["upstream"].clone();
+    eprintln!("ingest after its SIGKILL: {up}");
+    assert!(up["duplicates"].as_u64() > Some(0), "{up}");
+    assert_eq!(up["dropped"], 0, "{up}");
+}
