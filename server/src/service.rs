@@ -139,9 +139,23 @@ pub fn start(mut cfg: Config, listener: TcpListener) -> anyhow::Result<Server> {
                         return Ok(());
                     }
                     let publisher = match role {
-                        Role::Ingest => Some(
-                            Publisher::start(nats, &hub_for_nats, stats.clone(), status).await?,
-                        ),
+                        Role::Ingest => {
+                            // The positions file never claims what JetStream has not
+                            // acknowledged: a crash loses the publisher's queue, and the
+                            // next run fetches it again.
+                            let (st, logs) = (status.clone(), stats.clone());
+                            let floor = move |url: &str| {
+                                let log = logs.logs().iter().position(|l| l.url == url)?;
+                                st.unacked.floor(log as u32)
+                            };
+                            if positions.set_floor(Box::new(floor)).is_err() {
+                                anyhow::bail!("the positions have a floor already");
+                            }
+                            Some(
+                                Publisher::start(nats, &hub_for_nats, stats.clone(), status)
+                                    .await?,
+                            )
+                        }
                         _ => None,
                     };
                     let _sim = match demo {
@@ -155,9 +169,16 @@ pub fn start(mut cfg: Config, listener: TcpListener) -> anyhow::Result<Server> {
                         }
                         None => None,
                     };
+                    let saved = positions.clone();
                     let ran = ingest::run(ingest_cfg, sink, positions, stats, stop_rx).await;
                     if let Some(p) = publisher {
                         p.finish(PUBLISH_DRAIN).await;
+                        // Saved again now that the queue is acknowledged (or dropped and
+                        // counted): the stop's save was held back to what was in flight.
+                        if ran.is_ok() {
+                            let next = hub_for_nats.next_cursor();
+                            tokio::task::spawn_blocking(move || saved.save(next)).await??;
+                        }
                     }
                     ran?;
                     Ok(())

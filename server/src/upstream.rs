@@ -195,6 +195,51 @@ pub struct Status {
     pub replays: AtomicU64,
     pub replayed: AtomicU64,
     replay: OnceLock<mpsc::Sender<ReplayRequest>>,
+    /// Ingest: what is queued or in flight and not acknowledged, per log (the positions
+    /// file is held back to it: [`Unacked::floor`]).
+    pub unacked: Unacked,
+}
+
+/// Per log id, the indices of the certificates the ingest has queued for JetStream and not
+/// had acknowledged (nor dropped, which is counted), oldest first. A crash loses them with
+/// the queue; the positions file never claims them ([`Positions::set_floor`]), so the next
+/// run fetches them again (and JetStream finds the ones it had stored duplicates).
+///
+/// [`Positions::set_floor`]: certstream_engine::positions::Positions::set_floor
+#[derive(Debug, Default)]
+pub struct Unacked(std::sync::Mutex<std::collections::HashMap<u32, VecDeque<u64>>>);
+
+impl Unacked {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u32, VecDeque<u64>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Certificate `index` of `log` is queued (call before it can be acknowledged).
+    pub fn hold(&self, log: u32, index: u64) {
+        self.lock().entry(log).or_default().push_back(index);
+    }
+
+    /// Certificate `index` of `log` was acknowledged, or dropped and counted.
+    pub fn release(&self, log: u32, index: u64) {
+        let mut m = self.lock();
+        if let Some(q) = m.get_mut(&log) {
+            if q.front() == Some(&index) {
+                q.pop_front();
+            } else if let Some(at) = q.iter().position(|&i| i == index) {
+                q.remove(at);
+            }
+        }
+    }
+
+    /// Everything left was dropped (and counted).
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    /// The oldest index of `log` held, if any: what its saved position may not pass.
+    pub fn floor(&self, log: u32) -> Option<u64> {
+        self.lock().get(&log).and_then(|q| q.iter().min().copied())
+    }
 }
 
 impl Status {
@@ -390,12 +435,16 @@ impl Publisher {
         let client = connect(&cfg.publish).await?;
         let (tx, rx) = mpsc::channel::<Frames>(cfg.backlog.max(1));
         let st = status.clone();
-        let tap = move |f: &Frames| match tx.try_send(f.clone()) {
-            Ok(()) => {
-                st.backlog.fetch_add(1, Relaxed);
-            }
-            Err(_) => {
-                st.dropped.fetch_add(1, Relaxed);
+        let tap = move |f: &Frames| {
+            st.unacked.hold(f.log, f.index);
+            match tx.try_send(f.clone()) {
+                Ok(()) => {
+                    st.backlog.fetch_add(1, Relaxed);
+                }
+                Err(_) => {
+                    st.unacked.release(f.log, f.index);
+                    st.dropped.fetch_add(1, Relaxed);
+                }
             }
         };
         if hub.set_tap(Box::new(tap)).is_err() {
@@ -446,6 +495,9 @@ async fn ensure_stream(
 /// A certificate on its way to JetStream.
 #[derive(Debug)]
 struct Outgoing {
+    /// The certificate's log and index (for [`Status::unacked`]).
+    log: u32,
+    index: u64,
     payload: Bytes,
     /// `Nats-Msg-Id`: `<log url>#<index>`.
     id: String,
@@ -625,6 +677,8 @@ async fn publish_loop(
             None => format!("log{}#{}", f.log, f.index),
         };
         Outgoing {
+            log: f.log,
+            index: f.index,
             payload: encode(&f),
             id,
             sends: 0,
@@ -651,6 +705,7 @@ async fn publish_loop(
                 // NATS is not there to take what is left: counted, not lost silently.
                 let left = (window.clear() + rx.len()) as u64;
                 acks.clear();
+                status.unacked.clear();
                 status.dropped.fetch_add(left, Relaxed);
                 status.inflight.store(0, Relaxed);
                 tracing::warn!(dropped = left, "stopping with certificates unpublished");
@@ -750,7 +805,9 @@ async fn publish_loop(
                 let failing = window.failing();
                 match r {
                     Ok(ack) => {
-                        window.settled(true);
+                        if let Some(o) = window.settled(true) {
+                            status.unacked.release(o.log, o.index);
+                        }
                         status.connected.store(true, Relaxed);
                         if ack.duplicate {
                             status.duplicates.fetch_add(1, Relaxed);
@@ -1338,6 +1395,8 @@ mod tests {
 
     fn out(id: &str) -> Outgoing {
         Outgoing {
+            log: 0,
+            index: 0,
             payload: Bytes::new(),
             id: id.into(),
             sends: 0,

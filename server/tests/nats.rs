@@ -818,3 +818,56 @@ fn bursts_published_while_nats_and_the_ingest_restart_reach_the_edge_in_order() 
     assert!(up["duplicates"].as_u64() > Some(0), "{up}");
     assert_eq!(up["dropped"], 0, "{up}");
 }
+
+#[test]
+fn an_ingest_killed_while_nats_is_down_fetches_again_what_jetstream_never_had() {
+    let Some(bin) = nats_server() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = DirRef(tmp.path().to_owned());
+    let logs = Logs::start();
+    let mut nats = Nats::new(&bin, dir.path(), Vec::new());
+    let urls = vec![nats.url()];
+    let positions = dir.path().join("positions.json");
+    let (pi, pe) = (free_port(), free_port());
+    let ingest_log = dir.path().join("ingest.log");
+    let args = ingest_args(&logs, &positions, &urls);
+    let mut ingest = node(pi, &args, &ingest_log);
+    let _edge = node(pe, &edge_args(&urls, 100_000), &dir.path().join("edge.log"));
+    let ce = Client::connect(pe, "/full-stream");
+    logs.grow(true);
+    std::thread::sleep(Duration::from_secs(1));
+    // NATS goes away; the ingest keeps fetching (its own clients get it all) and queues
+    // for JetStream. Its positions file is saved meanwhile (every second), but never past
+    // what JetStream acknowledged.
+    nats.stop(libc::SIGKILL);
+    std::thread::sleep(Duration::from_secs(4));
+    logs.grow(false);
+    let queued = stats(pi)["upstream"]["backlog"].as_u64().unwrap()
+        + stats(pi)["upstream"]["inflight"].as_u64().unwrap();
+    assert!(queued > 0, "certificates wait for NATS");
+    std::thread::sleep(Duration::from_secs(2)); // saves (every 0.5 s) after the last fetch
+    let saved: Value = serde_json::from_slice(&std::fs::read(&positions).unwrap()).unwrap();
+    let saved: u64 = saved["logs"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert!(
+        saved < logs.total() as u64,
+        "the positions file claims {saved} of {} entries while {queued} wait for NATS",
+        logs.total()
+    );
+    // The queue is lost with the process; the next run fetches it again.
+    ingest.signal(libc::SIGKILL);
+    nats.start();
+    let _ingest = node(pi, &args, &ingest_log);
+    let want = logs.entries();
+    wait_until("the edge to have every entry", || {
+        let got: std::collections::BTreeSet<_> = ce.messages().iter().map(|m| entry(m)).collect();
+        got == want
+    });
+    let entries: Vec<_> = ce.messages().iter().map(|m| entry(m)).collect();
+    let set: std::collections::BTreeSet<_> = entries.iter().cloned().collect();
+    assert_eq!(set.len(), entries.len(), "an entry came twice");
+}

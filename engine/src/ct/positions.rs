@@ -28,11 +28,18 @@
 //! run starts at the lease, ahead of every cursor the old run can have given (as long as a
 //! save succeeded within the last half lease: 524,288 certificates, minutes of the public
 //! stream's peak): cursors jump, never repeat.
+//!
+//! # Held back by what comes after
+//! A stage after publication that can lose what it holds in a crash (an ingest node's queue
+//! to NATS JetStream) sets a [`Floor`] ([`Positions::set_floor`]): per log, the oldest index
+//! it still holds. A snapshot never claims a log beyond it, so after a crash the entries
+//! that stage had not made durable are fetched again (and found duplicate downstream where
+//! it had).
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use serde::Deserialize;
 
@@ -41,8 +48,12 @@ use crate::error::Error;
 /// How far ahead of the stream a running service's saved `next_cursor` is kept.
 pub const CURSOR_LEASE: u64 = 1 << 20;
 
+/// Per log URL, the oldest entry index a later stage still holds and could lose (`None`:
+/// nothing held). Must not block.
+pub type Floor = Box<dyn Fn(&str) -> Option<u64> + Send + Sync>;
+
 /// The positions of every log, shared by the watchers and the saver.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Positions {
     path: Option<PathBuf>,
     map: Mutex<BTreeMap<String, u64>>,
@@ -51,6 +62,19 @@ pub struct Positions {
     written: Mutex<(BTreeMap<String, u64>, u64)>,
     /// The file's `next_cursor` when loaded (1 without one).
     first_cursor: u64,
+    /// What snapshots are held back by ([`Positions::set_floor`]).
+    floor: OnceLock<Floor>,
+}
+
+impl std::fmt::Debug for Positions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Positions")
+            .field("path", &self.path)
+            .field("map", &self.map)
+            .field("first_cursor", &self.first_cursor)
+            .field("floor", &self.floor.get().is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Deserialize)]
@@ -88,6 +112,7 @@ impl Positions {
             written: Mutex::new((map.clone(), cursor.unwrap_or(0))),
             map: Mutex::new(map),
             first_cursor,
+            floor: OnceLock::new(),
         })
     }
 
@@ -120,9 +145,22 @@ impl Positions {
         }
     }
 
-    /// A copy of every position.
+    /// Holds snapshots back to `floor` (once; a second floor is refused and handed back).
+    pub fn set_floor(&self, floor: Floor) -> Result<(), Floor> {
+        self.floor.set(floor)
+    }
+
+    /// A copy of every position, none beyond the [`Floor`].
     pub fn snapshot(&self) -> BTreeMap<String, u64> {
-        self.lock().clone()
+        let mut m = self.lock().clone();
+        if let Some(floor) = self.floor.get() {
+            for (url, next) in m.iter_mut() {
+                if let Some(held) = floor(url) {
+                    *next = (*next).min(held);
+                }
+            }
+        }
+        m
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, u64>> {
@@ -238,6 +276,29 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         q.save(8).unwrap();
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_floor_holds_snapshots_back_to_what_a_later_stage_still_holds() {
+        let p = Positions::in_memory();
+        p.set("a", 100);
+        p.set("b", 50);
+        let held = std::sync::Arc::new(Mutex::new(Some(40)));
+        let h = held.clone();
+        let floor = p.set_floor(Box::new(move |url| match url {
+            "a" => *h.lock().unwrap(),
+            _ => None,
+        }));
+        assert!(floor.is_ok());
+        assert!(p.set_floor(Box::new(|_| None)).is_err());
+        let snap = p.snapshot();
+        assert_eq!((snap["a"], snap["b"]), (40, 50));
+        // Beyond the position the floor changes nothing; once released, the position counts.
+        *held.lock().unwrap() = Some(200);
+        assert_eq!(p.snapshot()["a"], 100);
+        *held.lock().unwrap() = None;
+        assert_eq!(p.snapshot()["a"], 100);
+        assert_eq!(p.get("a"), Some(100), "the live position is not changed");
     }
 
     #[test]
