@@ -60,6 +60,10 @@ async fn core_main(
     let cfg = &shared.config;
     let mut next_heartbeat = Instant::now() + cfg.heartbeat;
     let mut next_sweep = Instant::now();
+    // The sweep visits every connection: a tenth of the slow-client timeout is soon enough
+    // (100 ms to 1 s; at 10,000 connections a sweep every 100 ms was 15 % of the core).
+    let sweep_every = (cfg.slow_client_timeout / 10)
+        .clamp(Duration::from_millis(100), Duration::from_secs(1));
     loop {
         monoio::time::sleep(cfg.coalesce).await;
         if shared.shutdown.load(Relaxed) {
@@ -72,7 +76,7 @@ async fn core_main(
             core.heartbeat();
         }
         if now >= next_sweep {
-            next_sweep = now + Duration::from_millis(100);
+            next_sweep = now + sweep_every;
             core.sweep(now);
         }
     }
