@@ -5,6 +5,15 @@
 //! writer then sends from its own position. The tick also sends heartbeats and closes clients
 //! that stay behind. Nothing here takes a lock or waits for another core, or for a client.
 //!
+//! # When writers are woken
+//! The ingest publishes a fetched answer one certificate at a time, so a burst often reaches
+//! the core over two ticks; waking every writer on both costs each client two writes (and
+//! the kernel two sends) for one burst. So a tick that took fewer than [`WAKE_FRAMES`] new
+//! certificates holds the wake-up for one more tick, and the writers are woken when the
+//! burst has ended (a tick that took nothing), when [`WAKE_FRAMES`] are waiting, or on the
+//! next tick in any case: a certificate waits at most one extra coalescing interval.
+//! Control frames (heartbeats, pongs, closes) wake their writer at once.
+//!
 //! # Filters
 //! While the core has filtered clients, the drain evaluates each new certificate once
 //! against the core's [`Matcher`] and keeps the ids it matched beside it in the log; only
@@ -26,6 +35,10 @@ use crate::shared::{CoreCounters, Shared};
 use crate::stream_log::{Resume, StreamLog};
 use crate::wire::Wire;
 
+/// New certificates that wake the writers on the tick that took them; fewer wait for the
+/// next tick (see the module's "When writers are woken").
+pub const WAKE_FRAMES: u64 = 32;
+
 /// One core's stream and clients (everything on it runs on the core's thread).
 #[derive(Debug)]
 pub struct Fanout {
@@ -36,6 +49,10 @@ pub struct Fanout {
     conns: RefCell<Vec<Rc<Conn>>>,
     matcher: RefCell<Matcher>,
     next_filter: Cell<u32>,
+    /// The log's head when the writers were last woken.
+    woken_head: Cell<u64>,
+    /// Filter ids matched by certificates taken since then.
+    woken_ids: RefCell<Vec<u32>>,
 }
 
 impl Fanout {
@@ -49,6 +66,8 @@ impl Fanout {
         );
         Fanout {
             id,
+            woken_head: Cell::new(log.head_seq()),
+            woken_ids: RefCell::new(Vec::new()),
             counters: shared.cores[id].clone(),
             log: RefCell::new(log),
             conns: RefCell::new(Vec::new()),
@@ -137,17 +156,21 @@ impl Fanout {
     }
 
     /// Moves everything the hand-off ring holds into the log; wakes the writers when
-    /// anything came.
+    /// anything came (on this tick or the next: see "When writers are woken").
     pub fn drain(&self, ring: &mut rtrb::Consumer<Frames>) {
+        self.take(ring, false);
+    }
+
+    /// [`Fanout::drain`]; `now`: wake the writers for anything new without waiting a tick.
+    fn take(&self, ring: &mut rtrb::Consumer<Frames>, now: bool) {
         let mut log = self.log.borrow_mut();
         let mut matcher = self.matcher.borrow_mut();
         let filtering = matcher.filters() > 0;
         let mut n = 0;
-        // Filter ids matched by anything in this drain, to wake just those clients.
-        let mut woken: Vec<u32> = Vec::new();
+        // Filter ids matched by anything since the last wake-up, to wake just those clients.
+        let mut woken = self.woken_ids.borrow_mut();
         let mut ids = Vec::new();
         let (mut evaluated, mut matched, mut nanos) = (0u64, 0u64, 0u64);
-        let old_head = log.head_seq();
         while let Ok(f) = ring.pop() {
             if filtering {
                 let t = Instant::now();
@@ -171,19 +194,25 @@ impl Fanout {
             c.filter_evaluated.fetch_add(evaluated, Relaxed);
             c.filter_matched.fetch_add(matched, Relaxed);
         }
-        if n == 0 {
+        if n > 0 {
+            let c = &self.counters;
+            c.log_frames.store(log.len() as u64, Relaxed);
+            c.log_bytes.store(log.bytes() as u64, Relaxed);
+            c.log_tail_cursor.store(log.tail_cursor(), Relaxed);
+            c.log_next_cursor.store(log.next_cursor(), Relaxed);
+            c.log_evicted.store(log.evicted, Relaxed);
+        }
+        let (old_head, new_head) = (self.woken_head.get(), log.head_seq());
+        drop(log);
+        let waiting = new_head - old_head;
+        // Held for a tick: all that waits came on this tick, and it is fewer than WAKE_FRAMES.
+        let hold = !now && waiting == n && waiting < WAKE_FRAMES;
+        if waiting == 0 || hold {
             return;
         }
+        self.woken_head.set(new_head);
         woken.sort_unstable();
         woken.dedup();
-        let c = &self.counters;
-        c.log_frames.store(log.len() as u64, Relaxed);
-        c.log_bytes.store(log.bytes() as u64, Relaxed);
-        c.log_tail_cursor.store(log.tail_cursor(), Relaxed);
-        c.log_next_cursor.store(log.next_cursor(), Relaxed);
-        c.log_evicted.store(log.evicted, Relaxed);
-        let new_head = log.head_seq();
-        drop(log);
         for c in self.conns.borrow().iter() {
             match c.filtered() {
                 // Nothing new for it: a caught-up client moves to the head without waking
@@ -192,6 +221,7 @@ impl Fanout {
                 _ => c.wake(),
             }
         }
+        woken.clear();
     }
 
     /// Sends every client a ping and a `heartbeat` message.
@@ -252,7 +282,7 @@ impl Fanout {
     /// Shutdown: what the ring still holds goes into the log, every client gets it and then
     /// 1001, and has two seconds to receive it.
     pub async fn close_all(&self, ring: &mut rtrb::Consumer<Frames>) {
-        self.drain(ring);
+        self.take(ring, true);
         for c in self.conns.borrow().iter() {
             c.close_at_head(1001, "server shutting down");
         }
