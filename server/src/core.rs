@@ -62,8 +62,8 @@ async fn core_main(
     let mut next_sweep = Instant::now();
     // The sweep visits every connection: a tenth of the slow-client timeout is soon enough
     // (100 ms to 1 s; at 10,000 connections a sweep every 100 ms was 15 % of the core).
-    let sweep_every = (cfg.slow_client_timeout / 10)
-        .clamp(Duration::from_millis(100), Duration::from_secs(1));
+    let sweep_every =
+        (cfg.slow_client_timeout / 10).clamp(Duration::from_millis(100), Duration::from_secs(1));
     loop {
         monoio::time::sleep(cfg.coalesce).await;
         if shared.shutdown.load(Relaxed) {
