@@ -41,12 +41,22 @@ fn nats_server() -> Option<PathBuf> {
     found
 }
 
-/// A folder by path (the test's temporary folder, kept when `CERTSTREAM_KEEP_LOGS` is set).
-struct DirRef(PathBuf);
+/// The test's temporary folder (its nodes' logs and stores), removed at the end unless
+/// `CERTSTREAM_KEEP_LOGS` is set.
+struct DirRef(tempfile::TempDir);
 
 impl DirRef {
+    fn new() -> DirRef {
+        let mut tmp = tempfile::tempdir().unwrap();
+        eprintln!("logs in {}", tmp.path().display());
+        if std::env::var_os("CERTSTREAM_KEEP_LOGS").is_some() {
+            tmp.disable_cleanup(true);
+        }
+        DirRef(tmp)
+    }
+
     fn path(&self) -> &Path {
-        &self.0
+        self.0.path()
     }
 }
 
@@ -397,13 +407,7 @@ fn caught_up(port: u16) {
 #[test]
 fn edges_serve_the_ingests_stream_through_edge_nats_and_ingest_restarts() {
     let Some(bin) = nats_server() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    eprintln!("logs in {}", dir.path().display());
-    let dir_path = dir.path().to_owned();
-    if std::env::var_os("CERTSTREAM_KEEP_LOGS").is_some() {
-        std::mem::forget(dir);
-    }
-    let dir = DirRef(dir_path);
+    let dir = DirRef::new();
     let logs = Logs::start();
     let mut nats = Nats::new(&bin, dir.path(), Vec::new());
     let urls = vec![nats.url()];
@@ -686,13 +690,7 @@ fn beyond_the_backlog_bound_the_ingest_drops_counts_and_keeps_serving() {
 #[test]
 fn an_ingest_without_positions_continues_the_streams_cursors() {
     let Some(bin) = nats_server() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let dir_path = dir.path().to_owned();
-    if std::env::var_os("CERTSTREAM_KEEP_LOGS").is_some() {
-        eprintln!("logs in {}", dir.path().display());
-        std::mem::forget(dir);
-    }
-    let dir = DirRef(dir_path);
+    let dir = DirRef::new();
     let logs = Logs::start();
     let nats = Nats::new(&bin, dir.path(), Vec::new());
     let urls = vec![nats.url()];
@@ -742,13 +740,7 @@ fn an_ingest_without_positions_continues_the_streams_cursors() {
 #[test]
 fn bursts_published_while_nats_and_the_ingest_restart_reach_the_edge_in_order() {
     let Some(bin) = nats_server() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let dir_path = dir.path().to_owned();
-    if std::env::var_os("CERTSTREAM_KEEP_LOGS").is_some() {
-        eprintln!("logs in {}", dir.path().display());
-        std::mem::forget(dir);
-    }
-    let dir = DirRef(dir_path);
+    let dir = DirRef::new();
     let logs = Logs::start();
     let mut nats = Nats::new(&bin, dir.path(), Vec::new());
     let urls = vec![nats.url()];
@@ -822,8 +814,7 @@ fn bursts_published_while_nats_and_the_ingest_restart_reach_the_edge_in_order() 
 #[test]
 fn an_ingest_killed_while_nats_is_down_fetches_again_what_jetstream_never_had() {
     let Some(bin) = nats_server() else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = DirRef(tmp.path().to_owned());
+    let dir = DirRef::new();
     let logs = Logs::start();
     let mut nats = Nats::new(&bin, dir.path(), Vec::new());
     let urls = vec![nats.url()];
@@ -837,8 +828,8 @@ fn an_ingest_killed_while_nats_is_down_fetches_again_what_jetstream_never_had() 
     logs.grow(true);
     std::thread::sleep(Duration::from_secs(1));
     // NATS goes away; the ingest keeps fetching (its own clients get it all) and queues
-    // for JetStream. Its positions file is saved meanwhile (every second), but never past
-    // what JetStream acknowledged.
+    // for JetStream. Its positions file is saved meanwhile (every quarter second with the
+    // nodes' 0.5 s save interval), but never past what JetStream acknowledged.
     nats.stop(libc::SIGKILL);
     std::thread::sleep(Duration::from_secs(4));
     logs.grow(false);
