@@ -1,5 +1,6 @@
 //! `certstream-server`: see `certstream_server::cli` for the options.
 
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
