@@ -43,8 +43,9 @@ use crate::stream_log::{Resume, StreamLog};
 use crate::wire::{self, Wire};
 
 /// Most frames one `writev` carries (Linux allows 1,024 iovecs). 64 lite frames are ~180 KB,
-/// more than a socket buffer takes at once, and a stalled client's pending batch stays small
-/// (it is held until the kernel takes it, beside the core's log).
+/// more than a socket buffer takes at once. A write the kernel took only part of is followed
+/// by one that carries just the frame in progress ([`FrameBatch::keep_started`]), so a client
+/// whose socket is full holds one frame while it waits, not a batch beside the core's log.
 pub const MAX_BATCH: usize = 64;
 
 /// What a batch holds room for while a client keeps up: at 500 certificates/s a client gets
@@ -91,8 +92,17 @@ impl Notify {
 pub struct FrameBatch {
     frames: Vec<Bytes>,
     iov: Vec<libc::iovec>,
+    /// For each frame from the log, the client's position after it; [`NOT_LOGGED`] for a
+    /// control frame (or a close).
+    after: Vec<u64>,
+    /// The client's position when the batch was gathered, and after it.
+    from: u64,
+    to: u64,
     start: usize,
 }
+
+/// [`FrameBatch::after`] of a frame that is not from the log.
+const NOT_LOGGED: u64 = u64::MAX;
 
 impl FrameBatch {
     /// A batch sized for a caught-up client (a few frames per tick); it grows to
@@ -101,6 +111,9 @@ impl FrameBatch {
         FrameBatch {
             frames: Vec::with_capacity(SMALL_BATCH),
             iov: Vec::with_capacity(SMALL_BATCH),
+            after: Vec::with_capacity(SMALL_BATCH),
+            from: 0,
+            to: 0,
             start: 0,
         }
     }
@@ -108,9 +121,37 @@ impl FrameBatch {
     /// Gives back what a burst grew the batch to, once batches are small again.
     fn shrink_if_idle(&mut self, last_len: usize) {
         if last_len <= SMALL_BATCH && self.frames.capacity() > SMALL_BATCH {
-            self.frames.shrink_to(SMALL_BATCH);
-            self.iov.shrink_to(SMALL_BATCH);
+            self.shrink();
         }
+    }
+
+    fn shrink(&mut self) {
+        self.frames.shrink_to(SMALL_BATCH);
+        self.iov.shrink_to(SMALL_BATCH);
+        self.after.shrink_to(SMALL_BATCH);
+    }
+
+    /// After a write the kernel took only part of (the client's socket is full): keeps only
+    /// the frame in progress (the first not wholly written) and drops the log's frames
+    /// after it from the batch; returns the position to go on from, where the first of
+    /// them starts (they stay in the core's log), or `None` when nothing was dropped. A
+    /// batch with a control frame after the one in progress is left whole (control frames
+    /// are queued once; they are small and rare).
+    fn keep_started(&mut self) -> Option<u64> {
+        let keep = self.start + 1;
+        if keep >= self.frames.len() || self.after[keep..].contains(&NOT_LOGGED) {
+            return None;
+        }
+        let resume = self.after[..keep]
+            .iter()
+            .rev()
+            .find(|&&a| a != NOT_LOGGED)
+            .map_or(self.from, |&a| a);
+        self.frames.truncate(keep);
+        self.iov.truncate(keep);
+        self.after.truncate(keep);
+        self.shrink();
+        Some(resume)
     }
 
     /// Bytes still to write.
@@ -133,17 +174,25 @@ impl FrameBatch {
         }
     }
 
+    /// Adds a control frame (or a close).
     fn push(&mut self, b: Bytes) {
+        self.push_at(b, NOT_LOGGED);
+    }
+
+    /// Adds a frame from the log, after which the client's position is `after`.
+    fn push_at(&mut self, b: Bytes, after: u64) {
         self.iov.push(libc::iovec {
             iov_base: b.as_ptr() as *mut libc::c_void,
             iov_len: b.len(),
         });
         self.frames.push(b);
+        self.after.push(after);
     }
 
     fn clear(&mut self) {
         self.iov.clear();
         self.frames.clear();
+        self.after.clear();
         self.start = 0;
     }
 
@@ -381,6 +430,19 @@ impl Conn {
         skipped
     }
 
+    /// After a partial write, gives the frames of `batch` not yet started back to the log
+    /// ([`FrameBatch::keep_started`]): the position moves back to the first of them. Not when
+    /// the position moved while the batch was written (the core's sweep skipped this client
+    /// to the tail, or passed a filtered one over): then the batch is written whole.
+    fn hold_less(&self, batch: &mut FrameBatch) {
+        if self.next_seq.get() != batch.to {
+            return;
+        }
+        if let Some(resume) = batch.keep_started() {
+            self.next_seq.set(resume);
+        }
+    }
+
     /// Fills `batch` with the control frames and then the log's frames from this client's
     /// position on (at most [`MAX_BATCH`]), advancing the position. Returns the frames
     /// skipped because the position had fallen off the log's tail.
@@ -399,6 +461,7 @@ impl Conn {
         }
         let skipped = self.skip_to_tail(log.tail_seq());
         let mut seq = self.next_seq.get();
+        batch.from = seq;
         let (min, kind, wire) = (self.min_cursor.get(), self.kind, self.wire);
         while batch.len() < MAX_BATCH {
             let Some(f) = log.get(seq) else { break };
@@ -408,11 +471,12 @@ impl Conn {
             };
             if f.cursor >= min && wanted {
                 if let Some(b) = wire.get(log, seq, kind) {
-                    batch.push(b);
+                    batch.push_at(b, seq + 1);
                 }
             }
             seq += 1;
         }
+        batch.to = seq;
         self.next_seq.set(seq);
         if seq == log.head_seq() {
             self.behind_since.set(None);
@@ -472,15 +536,20 @@ pub async fn writer<W: AsyncWriteRent>(
             continue;
         }
         let with_close = conn.close_code.get().is_some() && conn.control.borrow().is_empty();
-        let frames = batch.len() as u64;
-        let total = batch.remaining();
         let batch_len = batch.len();
+        let mut written = 0;
         while batch.remaining() > 0 {
             let (res, b) = stream.writev(batch).await;
             batch = b;
             match res {
                 Ok(0) => break 'outer,
-                Ok(n) => batch.consume(n),
+                Ok(n) => {
+                    batch.consume(n);
+                    written += n as u64;
+                    if batch.remaining() > 0 {
+                        conn.hold_less(&mut batch);
+                    }
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     tracing::debug!(peer = %conn.peer, error = %e, "write failed; connection ends");
@@ -488,10 +557,11 @@ pub async fn writer<W: AsyncWriteRent>(
                 }
             }
         }
+        let frames = batch.len() as u64;
         batch.clear();
         batch.shrink_if_idle(batch_len);
         counters.messages_sent.fetch_add(frames, Relaxed);
-        counters.bytes_sent.fetch_add(total as u64, Relaxed);
+        counters.bytes_sent.fetch_add(written, Relaxed);
         if with_close {
             // Give the client a moment to answer the close, then end.
             let _ = monoio::time::timeout(Duration::from_secs(1), async {
@@ -815,6 +885,102 @@ mod tests {
         b.consume(4);
         assert_eq!(b.remaining(), 0);
         assert_eq!(b.read_iovec_len(), 0);
+    }
+
+    /// Takes `n` bytes from the front of what `batch` still has to write, as the kernel
+    /// would, and marks them written.
+    fn write_some(batch: &mut FrameBatch, n: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for v in &batch.iov[batch.start..] {
+            // SAFETY: every iovec from `start` on points into a `Bytes` the batch holds (the
+            // invariant `IoVecBuf` relies on), and nothing changes the batch meanwhile.
+            let bytes = unsafe { std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) };
+            out.extend_from_slice(&bytes[..bytes.len().min(n - out.len())]);
+            if out.len() == n {
+                break;
+            }
+        }
+        batch.consume(out.len());
+        out
+    }
+
+    #[test]
+    fn a_partial_write_keeps_only_the_frame_in_progress_and_nothing_is_lost_or_repeated() {
+        let log = log_of(1..=300, 1000);
+        let c = Conn::new(
+            StreamKind::Full,
+            "127.0.0.1:1".parse().unwrap(),
+            -1,
+            log.resume(0),
+        );
+        c.push_control(Bytes::from_static(b"<gap>"));
+        let mut batch = FrameBatch::new();
+        let (mut out, mut writes) = (Vec::new(), 0);
+        // A socket that takes 13 bytes at a time: every write ends inside a frame, or on a
+        // frame's end.
+        loop {
+            c.gather(&log, &mut batch);
+            if batch.len() == 0 {
+                break;
+            }
+            let first = batch.len();
+            while batch.remaining() > 0 {
+                out.extend(write_some(&mut batch, 13));
+                writes += 1;
+                if batch.remaining() > 0 {
+                    c.hold_less(&mut batch);
+                    assert!(batch.len() <= batch.start + 1, "only the frame in progress");
+                }
+            }
+            assert!(first > 1 || batch.len() == 1);
+            batch.clear();
+        }
+        let want: Vec<u8> = std::iter::once(b"<gap>".to_vec())
+            .chain((1..=300).map(|c| format!("full{c}").into_bytes()))
+            .flatten()
+            .collect();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(want).unwrap()
+        );
+        assert!(writes > 100);
+        assert_eq!(c.dropped.get(), 0);
+    }
+
+    #[test]
+    fn a_batch_is_written_whole_when_the_position_moved_or_a_control_frame_follows() {
+        let log = log_of(1..=100, 1000);
+        // The core's sweep skipped this client while its write was pending.
+        let c = conn(0);
+        let mut batch = FrameBatch::new();
+        c.gather(&log, &mut batch);
+        assert_eq!(batch.len(), MAX_BATCH);
+        write_some(&mut batch, 3);
+        c.skip_to_tail(90);
+        c.hold_less(&mut batch);
+        assert_eq!((batch.len(), c.next_seq.get()), (MAX_BATCH, 90));
+        // A close after the frames (a shutdown's close at the head) stays with them.
+        let c = Conn::new(
+            StreamKind::Lite,
+            "127.0.0.1:1".parse().unwrap(),
+            -1,
+            log.resume(95),
+        );
+        c.close_at_head(1001, "server shutting down");
+        let mut batch = FrameBatch::new();
+        c.gather(&log, &mut batch);
+        assert_eq!(batch.len(), 5 + 1);
+        write_some(&mut batch, 3);
+        c.hold_less(&mut batch);
+        assert_eq!(batch.len(), 6);
+        // Otherwise the frames after the one in progress go back to the log.
+        let c = conn(0);
+        let mut batch = FrameBatch::new();
+        c.gather(&log, &mut batch);
+        write_some(&mut batch, "lite1".len() + 2);
+        c.hold_less(&mut batch);
+        assert_eq!((batch.len(), batch.start, c.next_seq.get()), (2, 1, 2));
+        assert!(batch.frames.capacity() <= MAX_BATCH / 2, "the batch shrank");
     }
 
     /// Found while writing the `ws_client_frames` fuzz target: every ping queued its own

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use certstream_engine::Frames;
 use monoio::buf::IoBufMut as _;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable as _};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, Splitable as _};
 use tokio::io::AsyncReadExt as _;
 
 use crate::access;
@@ -299,34 +299,30 @@ async fn websocket(
         let wanted = sub.as_ref().is_none_or(|s| s.wants_unheld(f));
         wanted.then(|| f.variant(kind.index()).clone())
     };
-    // A gap in the start is announced first; an edge fills it from JetStream first.
-    let (start, first) = crate::upstream::fill_gap(
+    // A gap in the start is announced first; an edge fills it from JetStream first. Boxed:
+    // the replay's state is needed for a moment, and inline it would size this task, which
+    // lives as long as the connection.
+    let (start, first) = Box::pin(crate::upstream::fill_gap(
         &core.shared.upstream,
         &core.log,
         core.start(since),
         pick,
         conn::gap_message,
-    )
+    ))
     .await;
     let fd = stream.as_raw_fd();
     let conn = Rc::new(Conn::with_wire(kind, wire, peer, fd, start).with_subscription(sub));
     first.into_iter().for_each(|f| conn.push_control(f));
-    // One socket, two halves: the hot write side stays on the native completion driver;
-    // the cold read side is adapted to tokio's `AsyncRead` for fastwebsockets by
-    // monoio-compat (reads into its own small buffer), so a client costs one descriptor.
+    // One socket, two halves: the hot write side stays on the native completion driver,
+    // the cold read side is `read_side`, so a client costs one descriptor.
     let (read, write) = stream.into_split();
-    let read = monoio_compat::StreamWrapper::new_with_buffer_size(read, READ_BUFFER, 0);
     core.attach(conn.clone());
     let reader = {
         let conn = conn.clone();
         let core = core.clone();
         let max = cfg.max_client_frame;
         monoio::spawn(async move {
-            let io = std::io::Cursor::new(leftover).chain(read);
-            let end = match wire {
-                Wire::Deflate { .. } => conn::deflate_reader(conn, io, max).await,
-                _ => conn::reader(conn, io, max).await,
-            };
+            let end = read_side(conn, read, leftover, wire, max).await;
             if end == ReadEnd::Protocol {
                 core.counters.protocol_closed.fetch_add(1, Relaxed);
             }
@@ -334,4 +330,34 @@ async fn websocket(
     };
     conn::writer(conn, write, &core.log, &core.counters).await;
     reader.await;
+}
+
+/// A websocket client's read side. Most clients never send a frame, so until one does (or
+/// sent one with its request, `first`) the reader is one pending read of [`READ_BUFFER`]
+/// bytes. Then fastwebsockets takes over: its read state (an 8 KiB buffer) and the frame
+/// reader (boxed: about 1.7 KiB of future) exist only for clients that talk, over
+/// monoio-compat's adapter to tokio's `AsyncRead` (reading into its own small buffer).
+async fn read_side(
+    conn: Rc<Conn>,
+    mut read: OwnedReadHalf<monoio::net::TcpStream>,
+    mut first: Vec<u8>,
+    wire: Wire,
+    max: usize,
+) -> ReadEnd {
+    if first.is_empty() {
+        let (res, buf) = read.read(Vec::with_capacity(READ_BUFFER)).await;
+        match res {
+            Ok(n) if n > 0 => first = buf,
+            _ => {
+                conn.end_reading();
+                return ReadEnd::Closed;
+            }
+        }
+    }
+    let read = monoio_compat::StreamWrapper::new_with_buffer_size(read, READ_BUFFER, 0);
+    let io = std::io::Cursor::new(first).chain(read);
+    match wire {
+        Wire::Deflate { .. } => Box::pin(conn::deflate_reader(conn, io, max)).await,
+        _ => Box::pin(conn::reader(conn, io, max)).await,
+    }
 }
