@@ -30,7 +30,8 @@ if [[ $COMMIT != unknown ]] && { ! git diff --quiet HEAD -- . "${OUTPUTS[@]}" ||
     COMMIT="$COMMIT+dirty, with $DIFF"
 fi
 PIDS=()
-cleanup() { for p in "${PIDS[@]:-}"; do [[ -n "$p" ]] && kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+# A wrapped service (SERVER_WRAP, e.g. heaptrack) is a child of the wrapper: its children go too.
+cleanup() { for p in "${PIDS[@]:-}"; do [[ -n "$p" ]] && { pkill -P "$p" 2>/dev/null; kill "$p" 2>/dev/null; } || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
 need_tool() { # need_tool COMMAND DEBIAN_PACKAGE
