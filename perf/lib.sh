@@ -192,6 +192,7 @@ versions() {
         echo "memory: $(free -g | awk '/Mem:/ {print $2}') GiB"
         echo "rustc: $(rustc --version)"
         echo "certstream: $COMMIT"
+        if [[ -n "${SERVER_BIN:-}" ]]; then echo "service binary: $SERVER_BIN (SERVER_BIN: another build than the commit above)"; fi
         echo "iperf3: $(iperf3 --version 2>/dev/null | head -1 || echo none)"
     }
 }

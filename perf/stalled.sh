@@ -6,11 +6,12 @@
 # server's RSS per connection over SECONDS.
 #
 # usage: perf/stalled.sh [CLIENTS=10000] [RATE=500] [SECONDS=20] [INITIAL=40000] [-- server args]
+# SERVER_BIN measures another build (named in the record); perf/heap.sh runs this under heaptrack.
 source "$(dirname "$0")/lib.sh"
 CLIENTS=${1:-10000}; RATE=${2:-500}; SECS=${3:-20}; INITIAL=${4:-40000}
 shift $(( $# < 4 ? $# : 4 )); [[ "${1:-}" == "--" ]] && shift
 PORT=${PORT:-4410}
-NAME=stalled-$CLIENTS
+NAME=stalled-$CLIENTS${NAME_SUFFIX:-}
 need_tool python3 python3
 build
 sim_up --source "$CORPUS/get-entries" --rate "$RATE" --batch-cap 256 --initial-size "$INITIAL"
