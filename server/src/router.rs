@@ -299,16 +299,14 @@ async fn websocket(
         let wanted = sub.as_ref().is_none_or(|s| s.wants_unheld(f));
         wanted.then(|| f.variant(kind.index()).clone())
     };
-    // A gap in the start is announced first; an edge fills it from JetStream first. Boxed:
-    // the replay's state is needed for a moment, and inline it would size this task, which
-    // lives as long as the connection.
-    let (start, first) = Box::pin(crate::upstream::fill_gap(
+    // A gap in the start is announced first; an edge fills it from JetStream first.
+    let (start, first) = crate::upstream::fill_gap(
         &core.shared.upstream,
         &core.log,
         core.start(since),
         pick,
         conn::gap_message,
-    ))
+    )
     .await;
     let fd = stream.as_raw_fd();
     let conn = Rc::new(Conn::with_wire(kind, wire, peer, fd, start).with_subscription(sub));
