@@ -11,13 +11,12 @@
 mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use certstream_sim::{LogConfig, SimConfig, Source};
-use common::{config, get_json, serve_config, start_config, wait_until};
+use common::{config, get_json, raw_ws, raw_ws_with, serve_config, start_config, wait_until};
 
 /// The system allocator, counting the bytes it has handed out and not had back.
 struct Counting;
@@ -66,35 +65,6 @@ static ALLOC: Counting = Counting;
 
 const CLIENTS: usize = 1000;
 const CERTIFICATES: u64 = 5000;
-
-/// A websocket client on `path` that never reads after the answer's head (with a receive
-/// buffer of `rcvbuf` bytes, when given).
-fn connect(addr: SocketAddr, path: &str, rcvbuf: Option<usize>) -> TcpStream {
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    if let Some(n) = rcvbuf {
-        sock.set_recv_buffer_size(n).unwrap();
-    }
-    sock.connect(&addr.into()).unwrap();
-    let mut s: TcpStream = sock.into();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .unwrap();
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut b).unwrap();
-        head.push(b[0]);
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
-    s
-}
 
 /// The heap's live bytes: the least of a few samples (other threads allocate for moments).
 fn live() -> isize {
@@ -149,7 +119,7 @@ fn a_client_costs_the_heap_a_few_kib_idle_or_stalled() {
     let before = live();
 
     // Clients at the head: nothing to send them, nothing from them.
-    let idle: Vec<TcpStream> = (0..CLIENTS).map(|_| connect(addr, "/", None)).collect();
+    let idle: Vec<TcpStream> = (0..CLIENTS).map(|_| raw_ws(addr, "/")).collect();
     wait_until("the idle clients registered", || {
         get_json(addr, "/stats")["clients"]["lite"].as_u64() == Some(CLIENTS as u64)
     });
@@ -160,7 +130,7 @@ fn a_client_costs_the_heap_a_few_kib_idle_or_stalled() {
     // each writer gathers a full batch, the kernel takes part of it, and the write waits.
     let since = format!("/full-stream?since={}", tail);
     let stalled: Vec<TcpStream> = (0..CLIENTS)
-        .map(|_| connect(addr, &since, Some(4096)))
+        .map(|_| raw_ws_with(addr, &since, Some(4096)))
         .collect();
     wait_until("the stalled clients registered", || {
         get_json(addr, "/stats")["clients"]["full"].as_u64() == Some(CLIENTS as u64)

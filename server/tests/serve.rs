@@ -166,25 +166,6 @@ fn read_frame_from(s: &mut impl Read) -> std::io::Result<(u8, Vec<u8>)> {
     Ok((h[0] & 0x0f, p))
 }
 
-/// A raw websocket handshake on `path`; returns the socket after the 101 head.
-fn raw_ws(addr: SocketAddr, path: &str) -> TcpStream {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .unwrap();
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut b).unwrap();
-        head.push(b[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"));
-    s
-}
-
 /// Reads frames until a close frame; returns its code (None if the socket just closed).
 fn close_code(s: &mut TcpStream) -> Option<u16> {
     loop {

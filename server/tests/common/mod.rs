@@ -203,3 +203,37 @@ pub fn upgrade_answer(addr: SocketAddr, path: &str) -> (u16, String) {
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned());
     (status, body.unwrap_or_default())
 }
+
+/// A raw websocket handshake on `path`; returns the socket after the 101 head.
+pub fn raw_ws(addr: SocketAddr, path: &str) -> TcpStream {
+    raw_ws_with(addr, path, None)
+}
+
+/// [`raw_ws`] with a receive buffer of `rcvbuf` bytes, when given (set before connecting,
+/// so that the window is small from the start).
+pub fn raw_ws_with(addr: SocketAddr, path: &str, rcvbuf: Option<usize>) -> TcpStream {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    if let Some(n) = rcvbuf {
+        sock.set_recv_buffer_size(n).unwrap();
+    }
+    sock.connect(&addr.into()).unwrap();
+    let mut s: TcpStream = sock.into();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut b).unwrap();
+        head.push(b[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    s
+}
