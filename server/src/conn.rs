@@ -95,8 +95,7 @@ pub struct FrameBatch {
     /// For each frame from the log, the client's position after it; [`NOT_LOGGED`] for a
     /// control frame (or a close).
     after: Vec<u64>,
-    /// The client's position when the batch was gathered, and after it.
-    from: u64,
+    /// The client's position after the batch was gathered.
     to: u64,
     start: usize,
 }
@@ -112,7 +111,6 @@ impl FrameBatch {
             frames: Vec::with_capacity(SMALL_BATCH),
             iov: Vec::with_capacity(SMALL_BATCH),
             after: Vec::with_capacity(SMALL_BATCH),
-            from: 0,
             to: 0,
             start: 0,
         }
@@ -133,8 +131,8 @@ impl FrameBatch {
 
     /// After a write the kernel took only part of (the client's socket is full): keeps only
     /// the frame in progress (the first not wholly written) and drops the log's frames
-    /// after it from the batch; returns the position to go on from, where the first of
-    /// them starts (they stay in the core's log), or `None` when nothing was dropped. A
+    /// after it from the batch; returns the position to go on from, the first of them (they
+    /// stay in the core's log), or `None` when nothing was dropped. A
     /// batch with a control frame after the one in progress is left whole (control frames
     /// are queued once; they are small and rare).
     fn keep_started(&mut self) -> Option<u64> {
@@ -142,11 +140,7 @@ impl FrameBatch {
         if keep >= self.frames.len() || self.after[keep..].contains(&NOT_LOGGED) {
             return None;
         }
-        let resume = self.after[..keep]
-            .iter()
-            .rev()
-            .find(|&&a| a != NOT_LOGGED)
-            .map_or(self.from, |&a| a);
+        let resume = self.after[keep] - 1;
         self.frames.truncate(keep);
         self.iov.truncate(keep);
         self.after.truncate(keep);
@@ -461,7 +455,6 @@ impl Conn {
         }
         let skipped = self.skip_to_tail(log.tail_seq());
         let mut seq = self.next_seq.get();
-        batch.from = seq;
         let (min, kind, wire) = (self.min_cursor.get(), self.kind, self.wire);
         while batch.len() < MAX_BATCH {
             let Some(f) = log.get(seq) else { break };
